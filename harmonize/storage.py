@@ -1,0 +1,190 @@
+"""One URI scheme for local folders and s3:// prefixes: list, read and whole-object write.
+
+A URI is either a local path (``/data/archive``, ``./out``) or ``s3://bucket/prefix``. S3 access
+goes through pyarrow's S3 filesystem (reads and writes) and boto3 (listing, which also returns each
+object's ETag); ``endpoint_url`` points both at any S3-compatible server (MinIO, SeaweedFS, ...).
+
+Example::
+
+    store = Storage(endpoint_url="http://127.0.0.1:8333")
+    for obj in store.list("s3://archive/site-a", suffixes=(".dcm",)):
+        data = store.read(obj.uri)
+    store.write("s3://results/run-1/x.dcm", data)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from harmonize.errors import StorageError
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object found by a listing: its URI, size in bytes and version tag.
+
+    ``etag`` is the S3 ETag for s3:// objects and ``"<size>-<mtime_ns>"`` for local files: it
+    changes whenever the object is rewritten, so (uri, etag) identifies one version of one object.
+    """
+
+    uri: str
+    size: int
+    etag: str
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI parts with ``/`` (local paths are joined the same way)."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    rest = uri[len("s3://") :]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise StorageError(f'S3 URI "{uri}" has no bucket; write it as s3://bucket/prefix')
+    return bucket, key
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Access to local folders and S3-compatible object storage through one interface.
+
+    Args:
+        endpoint_url: S3 endpoint (``http://host:port``); ``None`` uses AWS's default endpoint.
+        region: S3 region; most S3-compatible servers accept the default.
+    """
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Clients are rebuilt lazily in each process; a boto3 client cannot be pickled.
+        return {"endpoint_url": self.endpoint_url, "region": self.region}
+
+    # -- filesystems ---------------------------------------------------------------------------
+    @cached_property
+    def _s3fs(self) -> pafs.S3FileSystem:
+        kwargs: dict[str, Any] = {"region": self.region}
+        if self.endpoint_url:
+            scheme, _, host = self.endpoint_url.partition("://")
+            kwargs["endpoint_override"] = host or scheme
+            kwargs["scheme"] = scheme if host else "https"
+        return pafs.S3FileSystem(**kwargs)
+
+    @cached_property
+    def _boto3(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region)
+
+    def filesystem(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        """The pyarrow filesystem and in-filesystem path for ``uri`` (for pyarrow/Ray readers)."""
+        if is_s3(uri):
+            bucket, key = _split_s3(uri)
+            return self._s3fs, f"{bucket}/{key}".rstrip("/")
+        return pafs.LocalFileSystem(), str(Path(uri).expanduser().absolute())
+
+    # -- operations ----------------------------------------------------------------------------
+    def list(self, uri: str, suffixes: tuple[str, ...] = ()) -> list[ObjectInfo]:
+        """Every object under ``uri`` (recursively) whose name ends with one of ``suffixes``
+        (case-insensitive; all objects when empty), sorted by URI.
+
+        Raises:
+            StorageError: the prefix does not exist or cannot be listed.
+        """
+        suffixes = tuple(s.lower() for s in suffixes)
+        found = self._list_s3(uri) if is_s3(uri) else self._list_local(uri)
+        out = [o for o in found if not suffixes or o.uri.lower().endswith(suffixes)]
+        return sorted(out, key=lambda o: o.uri)
+
+    def _list_local(self, uri: str) -> Iterator[ObjectInfo]:
+        root = Path(uri).expanduser()
+        if root.is_file():
+            st = root.stat()
+            yield ObjectInfo(str(root), st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
+            return
+        if not root.is_dir():
+            raise StorageError(f'"{uri}" is not an existing folder or file; check the path')
+        for dirpath, _, files in os.walk(root):
+            for name in files:
+                if name.startswith("."):
+                    continue  # in-progress temporary files and hidden files
+                p = Path(dirpath) / name
+                st = p.stat()
+                yield ObjectInfo(str(p), st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
+
+    def _list_s3(self, uri: str) -> Iterator[ObjectInfo]:
+        bucket, key = _split_s3(uri)
+        prefix = key.rstrip("/") + "/" if key and not key.endswith("/") else key
+        try:
+            pages = self._boto3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(
+                        f"s3://{bucket}/{item['Key']}", int(item["Size"]), item["ETag"].strip('"')
+                    )
+        except Exception as err:  # botocore raises many types; all mean "cannot list"
+            raise StorageError(
+                f'cannot list "{uri}": {err}. Check the bucket name, credentials '
+                "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and the endpoint (AWS_ENDPOINT_URL)"
+            ) from err
+
+    def read(self, uri: str) -> bytes:
+        """The whole content of one object."""
+        fs, path = self.filesystem(uri)
+        try:
+            with fs.open_input_stream(path) as f:
+                return bytes(f.read())
+        except (OSError, ValueError) as err:
+            raise StorageError(f'cannot read "{uri}": {err}') from err
+
+    def exists(self, uri: str) -> bool:
+        fs, path = self.filesystem(uri)
+        try:
+            return bool(fs.get_file_info(path).type != pafs.FileType.NotFound)
+        except OSError as err:
+            raise StorageError(f'cannot check "{uri}": {err}') from err
+
+    def write(self, uri: str, data: bytes) -> None:
+        """Write ``data`` as one whole object: readers see the old object or the new one, never
+        a partial write (local: temporary file + rename; S3: a single PUT or completed upload)."""
+        if is_s3(uri):
+            fs, path = self.filesystem(uri)
+            try:
+                with fs.open_output_stream(path) as f:
+                    f.write(data)
+            except OSError as err:
+                raise StorageError(f'cannot write "{uri}": {err}') from err
+            return
+        target = Path(uri).expanduser()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        except OSError as err:
+            raise StorageError(f'cannot write "{uri}": {err}') from err
+
+    def write_text(self, uri: str, text: str) -> None:
+        self.write(uri, text.encode("utf-8"))
+
+    def read_text(self, uri: str) -> str:
+        return self.read(uri).decode("utf-8")
