@@ -97,7 +97,15 @@ class Storage:
         if is_s3(uri):
             bucket, key = _split_s3(uri)
             return self._s3fs, f"{bucket}/{key}".rstrip("/")
-        return pafs.LocalFileSystem(), str(Path(uri).expanduser().absolute())
+        return pafs.LocalFileSystem(), self.normalize(uri)
+
+    @staticmethod
+    def normalize(uri: str) -> str:
+        """The canonical form of a URI: s3:// as given without a trailing slash, local paths
+        absolute. Listings return canonical URIs, so compare and join canonical forms."""
+        if is_s3(uri):
+            return uri.rstrip("/")
+        return os.path.abspath(os.path.expanduser(uri))
 
     # -- operations ----------------------------------------------------------------------------
     def list(self, uri: str, suffixes: tuple[str, ...] = ()) -> list[ObjectInfo]:
@@ -113,7 +121,7 @@ class Storage:
         return sorted(out, key=lambda o: o.uri)
 
     def _list_local(self, uri: str) -> Iterator[ObjectInfo]:
-        root = Path(uri).expanduser()
+        root = Path(self.normalize(uri))
         if root.is_file():
             st = root.stat()
             yield ObjectInfo(str(root), st.st_size, f"{st.st_size}-{st.st_mtime_ns}")

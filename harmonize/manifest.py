@@ -1,0 +1,144 @@
+"""The run manifest: one Parquet row per input object per run, its schema, writer and readers.
+
+Layout under a run's output prefix::
+
+    OUT/manifest/run=<run_id>/part-00000.parquet   (Hive-style partition by run id)
+
+A run only ever adds files under its own ``run=<run_id>/`` folder, and each file is written whole
+(temporary file + rename, or one S3 PUT), so nightly runs never rewrite old rows. Query with
+pandas (``pd.read_parquet("OUT/manifest")``), pyarrow.dataset or DuckDB
+(``SELECT * FROM read_parquet('OUT/manifest/*/*.parquet', hive_partitioning=true)``).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from harmonize.errors import StorageError
+from harmonize.storage import Storage, join
+
+MANIFEST_DIR = "manifest"
+
+STATUS_OK, STATUS_ERROR, STATUS_SKIPPED = "ok", "error", "skipped"
+
+STAGE_SECONDS = ("read_s", "decode_s", "harmonize_s", "metrics_s", "encode_s", "write_s")
+
+SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),  # SOPInstanceUID; null when the object could not be decoded
+        ("source_uri", pa.string()),
+        ("source_etag", pa.string()),
+        ("source_bytes", pa.int64()),
+        ("site", pa.string()),
+        ("label", pa.int8()),
+        ("method", pa.string()),
+        ("mode", pa.string()),
+        ("model_uri", pa.string()),
+        ("model_hash", pa.string()),
+        ("config_hash", pa.string()),
+        ("code_version", pa.string()),
+        ("run_id", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("rows", pa.int32()),
+        ("cols", pa.int32()),
+        ("bits_stored", pa.int16()),
+        ("photometric", pa.string()),
+        ("transfer_syntax", pa.string()),
+        ("out_uri", pa.string()),
+        ("ssim", pa.float64()),
+        ("hist_in", pa.list_(pa.float32())),
+        ("hist_out", pa.list_(pa.float32())),
+        ("score_in", pa.float64()),
+        ("score_out", pa.float64()),
+        *[(name, pa.float64()) for name in STAGE_SECONDS],
+        ("processed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+COLUMNS = tuple(SCHEMA.names)
+
+
+def empty_row() -> dict[str, Any]:
+    """A row with every manifest column set to null."""
+    return dict.fromkeys(COLUMNS)
+
+
+def to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Rows (dicts, extra keys ignored, missing keys null) as a table with the manifest schema."""
+    return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
+
+
+def run_prefix(out_uri: str, run_id: str) -> str:
+    return join(out_uri, MANIFEST_DIR, f"run={run_id}")
+
+
+@dataclass
+class ManifestWriter:
+    """Buffers rows and writes them as whole Parquet files under one run's partition."""
+
+    out_uri: str
+    run_id: str
+    storage: Storage
+    rows_per_file: int = 10_000
+
+    def __post_init__(self) -> None:
+        self._buffer: list[dict[str, Any]] = []
+        self._parts = 0
+        self.rows_written = 0
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        self._buffer.extend(rows)
+        while len(self._buffer) >= self.rows_per_file:
+            self._flush(self._buffer[: self.rows_per_file])
+            self._buffer = self._buffer[self.rows_per_file :]
+
+    def close(self) -> None:
+        if self._buffer:
+            self._flush(self._buffer)
+            self._buffer = []
+
+    def _flush(self, rows: list[dict[str, Any]]) -> None:
+        sink = io.BytesIO()
+        pq.write_table(to_table(rows), sink, compression="zstd")
+        uri = join(run_prefix(self.out_uri, self.run_id), f"part-{self._parts:05d}.parquet")
+        self.storage.write(uri, sink.getvalue())
+        self._parts += 1
+        self.rows_written += len(rows)
+
+
+def read_manifest(uri: str, storage: Storage | None = None) -> pa.Table:
+    """Every row of the manifest under ``uri`` (an output prefix or its manifest/ folder), with
+    the ``run_id`` column; an empty table with the schema when there is none yet."""
+    store = storage or Storage()
+    base = uri if uri.rstrip("/").endswith(MANIFEST_DIR) else join(uri, MANIFEST_DIR)
+    if not store.exists(base):
+        return SCHEMA.empty_table()
+    objects = store.list(base, suffixes=(".parquet",))
+    if not objects:
+        return SCHEMA.empty_table()
+    fs, _ = store.filesystem(base)
+    paths = [store.filesystem(o.uri)[1] for o in objects]
+    try:
+        dataset = pads.dataset(paths, schema=SCHEMA, format="parquet", filesystem=fs)
+        return dataset.to_table()
+    except (OSError, pa.ArrowInvalid) as err:
+        raise StorageError(f'cannot read the manifest under "{base}": {err}') from err
+
+
+def done_keys(manifest: pa.Table, method: str, config_hash: str) -> set[tuple[str, str]]:
+    """(source_uri, source_etag) of objects already harmonized ``ok`` with this method and
+    config: a re-run skips them."""
+    if manifest.num_rows == 0:
+        return set()
+    cols = manifest.select(["source_uri", "source_etag", "status", "method", "config_hash"])
+    df = cols.to_pandas()
+    hit = df[(df.status == STATUS_OK) & (df.method == method) & (df.config_hash == config_hash)]
+    return set(zip(hit.source_uri, hit.source_etag, strict=True))

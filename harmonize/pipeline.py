@@ -1,0 +1,220 @@
+"""The per-object stages of a harmonization run, as plain functions (no Ray).
+
+A run takes each listed object through ``read_and_decode`` → ``harmonize_and_measure`` →
+``encode_and_write`` and ends with one manifest row. Every stage catches its own failures: an
+object that cannot be read, decoded, harmonized or written becomes a row with ``status="error"``
+and the reason, and later stages pass it through untouched, so count in = count out.
+
+Between stages a row is a dict of manifest columns plus transient payload keys (``PAYLOAD``):
+display pixels travel as raw float32 bytes (cheap to move through Ray's object store) and the
+source header as Part-10 bytes without pixel data.
+
+``process_object`` chains the stages in one process; ``harmonize.distributed.stream`` runs the
+same functions as a Ray Data pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from harmonize import __version__
+from harmonize.dicom import decode_dicom, encode_derived, header_from_bytes, header_to_bytes
+from harmonize.manifest import STATUS_ERROR, STATUS_OK, empty_row
+from harmonize.methods import Harmonizer
+from harmonize.metrics import HIST_BINS, intensity_histogram, ssim
+from harmonize.storage import Storage, join
+
+PAYLOAD = ("pixels", "out_pixels", "header")
+
+# SSIM in the manifest: Wang et al. (2004) Gaussian-window SSIM on display intensities in [0, 1],
+# equal to skimage's structural_similarity(..., gaussian_weights=True, sigma=1.5,
+# use_sample_covariance=False, data_range=1).
+SSIM_OPTIONS: dict[str, Any] = {
+    "gaussian_weights": True,
+    "sigma": 1.5,
+    "use_sample_covariance": False,
+    "data_range": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What every stage of one run needs to know; identical for all objects of the run."""
+
+    input_uri: str
+    out_uri: str
+    method: str
+    model_uri: str
+    model_hash: str
+    run_id: str
+    mode: str = "direct"
+    code_version: str = __version__
+
+    @property
+    def config_hash(self) -> str:
+        """Identifies everything that decides the output pixels: method, model content, mode.
+        Objects already ``ok`` under the same hash are skipped by a re-run."""
+        key = json.dumps([self.method, self.model_hash, self.mode], sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def out_uri_for(self, source_uri: str) -> str:
+        """Where the derived image of ``source_uri`` goes: OUT/images/<method>/<config>/<rel>."""
+        rel = relative_path(self.input_uri, source_uri)
+        return join(self.out_uri, "images", self.method, self.config_hash, rel)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "config_hash": self.config_hash}
+
+
+def relative_path(prefix: str, uri: str) -> str:
+    """``uri`` relative to ``prefix`` (its file name when it is not under the prefix)."""
+    base = prefix.rstrip("/") + "/"
+    return uri[len(base) :] if uri.startswith(base) else uri.rsplit("/", 1)[-1]
+
+
+def new_row(
+    spec: RunSpec, source_uri: str, etag: str, size: int, site: str | None
+) -> dict[str, Any]:
+    row = empty_row()
+    row.update(
+        source_uri=source_uri,
+        source_etag=etag,
+        source_bytes=size,
+        site=site,
+        method=spec.method,
+        mode=spec.mode,
+        model_uri=spec.model_uri,
+        model_hash=spec.model_hash,
+        config_hash=spec.config_hash,
+        code_version=spec.code_version,
+        run_id=spec.run_id,
+        status=STATUS_OK,
+    )
+    return row
+
+
+def _fail(row: dict[str, Any], stage: str, err: BaseException) -> dict[str, Any]:
+    row["status"] = STATUS_ERROR
+    row["error"] = f"{stage}: {type(err).__name__}: {err}"
+    for key in PAYLOAD:
+        row[key] = None
+    return row
+
+
+def _stage(name: str, seconds_key: str) -> Callable[[Callable[..., None]], Callable[..., dict]]:
+    """Run a stage on one row: skip rows that already failed, time it, turn exceptions into an
+    error row (never raise: one bad object must not stop a run)."""
+
+    def wrap(fn: Callable[..., None]) -> Callable[..., dict]:
+        def run(row: dict[str, Any], *args: Any) -> dict[str, Any]:
+            if row.get("status") != STATUS_OK:
+                return row
+            start = time.perf_counter()
+            try:
+                fn(row, *args)
+            except Exception as err:  # noqa: BLE001 - every failure becomes an error row
+                _fail(row, name, err)
+                row["error"] += "\n" + traceback.format_exc(limit=3)[-1500:]
+            row[seconds_key] = (row.get(seconds_key) or 0.0) + time.perf_counter() - start
+            return row
+
+        run.__name__ = fn.__name__
+        run.__doc__ = fn.__doc__
+        return run
+
+    return wrap
+
+
+@_stage("read", "read_s")
+def _read(row: dict[str, Any], storage: Storage) -> None:
+    row["pixels"] = storage.read(row["source_uri"])  # raw object bytes until decoded
+
+
+@_stage("decode", "decode_s")
+def _decode(row: dict[str, Any]) -> None:
+    decoded = decode_dicom(row["pixels"])
+    meta = decoded.meta
+    row.update(
+        image_id=meta.sop_instance_uid,
+        rows=meta.rows,
+        cols=meta.cols,
+        bits_stored=meta.bits_stored,
+        photometric=meta.photometric,
+        transfer_syntax=meta.transfer_syntax_uid,
+        pixels=np.ascontiguousarray(decoded.pixels, dtype=np.float32).tobytes(),
+        header=header_to_bytes(decoded.header),
+    )
+
+
+def read_and_decode(row: dict[str, Any], storage: Storage) -> dict[str, Any]:
+    """Stage 1 (CPU): object bytes → display pixels + header + image metadata."""
+    return _decode(_read(row, storage))
+
+
+def pixels_of(row: dict[str, Any], key: str = "pixels") -> np.ndarray:
+    return np.frombuffer(row[key], dtype=np.float32).reshape(int(row["rows"]), int(row["cols"]))
+
+
+@_stage("harmonize", "harmonize_s")
+def _harmonize(row: dict[str, Any], harmonizer: Harmonizer) -> None:
+    out = harmonizer.transform(pixels_of(row))
+    row["out_pixels"] = np.ascontiguousarray(out, dtype=np.float32).tobytes()
+
+
+@_stage("metrics", "metrics_s")
+def _measure(row: dict[str, Any]) -> None:
+    before, after = pixels_of(row), pixels_of(row, "out_pixels")
+    row["ssim"] = float(ssim(before, after, **SSIM_OPTIONS))
+    row["hist_in"] = intensity_histogram(before, bins=HIST_BINS).astype(np.float32).tolist()
+    row["hist_out"] = intensity_histogram(after, bins=HIST_BINS).astype(np.float32).tolist()
+
+
+def harmonize_and_measure(row: dict[str, Any], harmonizer: Harmonizer) -> dict[str, Any]:
+    """Stage 2 (accelerator when present): harmonize, then SSIM and histograms."""
+    return _measure(_harmonize(row, harmonizer))
+
+
+@_stage("encode", "encode_s")
+def _encode(row: dict[str, Any], spec: RunSpec) -> None:
+    header = header_from_bytes(row["header"])
+    row["header"] = encode_derived(
+        header,
+        pixels_of(row, "out_pixels"),
+        method=spec.method,
+        description=f"harmonize {spec.method} ({spec.mode}) model {spec.model_hash}",
+        uid_entropy=[row["image_id"], spec.config_hash],
+    )  # the encoded file replaces the header payload until it is written
+
+
+@_stage("write", "write_s")
+def _write(row: dict[str, Any], spec: RunSpec, storage: Storage) -> None:
+    out_uri = spec.out_uri_for(row["source_uri"])
+    storage.write(out_uri, row["header"])
+    row["out_uri"] = out_uri
+
+
+def encode_and_write(row: dict[str, Any], spec: RunSpec, storage: Storage) -> dict[str, Any]:
+    """Stage 3 (CPU): derived DICOM written under OUT/images/; returns the final manifest row."""
+    row = _write(_encode(row, spec), spec, storage)
+    for key in PAYLOAD:
+        row.pop(key, None)
+    row["processed_at"] = datetime.now(UTC)
+    return row
+
+
+def process_object(
+    row: dict[str, Any], harmonizer: Harmonizer, spec: RunSpec, storage: Storage
+) -> dict[str, Any]:
+    """All stages for one object in this process (the sequential reference path)."""
+    row = read_and_decode(row, storage)
+    row = harmonize_and_measure(row, harmonizer)
+    return encode_and_write(row, spec, storage)
