@@ -1,0 +1,108 @@
+"""Fitting the classical harmonizers (histogram matching, Nyúl) from a target-site archive.
+
+A fit is map/reduce: each target image is decoded and summarised by its landmarks (a quantile
+vector, a few KB) in a pool of worker processes; the landmarks are then reduced into the model.
+Decoding dominates, so the pool scales it over the machine's cores.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+
+from harmonize import __version__
+from harmonize.errors import ConfigError, HarmonizeError
+from harmonize.methods import create_harmonizer
+from harmonize.methods.base import Harmonizer
+from harmonize.metrics import HIST_BINS, intensity_histogram
+from harmonize.storage import Storage
+
+CLASSICAL_METHODS = ("histogram", "nyul")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    harmonizer: Harmonizer
+    model_uri: str
+    card: dict[str, Any]
+
+
+def _landmarks_of(task: tuple[str, str, dict[str, Any], Storage]) -> tuple[str, Any, Any, str]:
+    """Worker: decode one object → (uri, landmarks, histogram, error message or "")."""
+    from harmonize.dicom import decode_dicom
+
+    uri, method, config, storage = task
+    try:
+        pixels = decode_dicom(storage.read(uri)).pixels
+        model = create_harmonizer(method, config)
+        return uri, model.landmarks(pixels), intensity_histogram(pixels, bins=HIST_BINS), ""  # type: ignore[attr-defined]
+    except HarmonizeError as err:
+        return uri, None, None, str(err)
+
+
+def fit_classical(
+    method: str,
+    target_uri: str,
+    out_uri: str,
+    *,
+    config: dict[str, Any] | None = None,
+    storage: Storage | None = None,
+    suffixes: tuple[str, ...] = (".dcm", ".dicom"),
+    workers: int | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Fit ``method`` on every image under ``target_uri`` and save it to ``out_uri``.
+
+    Unreadable objects are skipped and counted in the model card (a fit needs many images, not
+    every image). Raises ConfigError when no image could be read.
+    """
+    if method not in CLASSICAL_METHODS:
+        raise ConfigError(
+            f'"{method}" is not a classical method ({", ".join(CLASSICAL_METHODS)}); '
+            "neural methods are trained with `harmonize train cyclegan|unit`"
+        )
+    store = storage or Storage()
+    harmonizer = create_harmonizer(method, config)  # validates the config before any work
+    objects = store.list(target_uri, suffixes=suffixes)
+    if not objects:
+        raise ConfigError(f'no target images under "{target_uri}" ending with {list(suffixes)}')
+    start = time.perf_counter()
+    tasks = [(o.uri, method, config or {}, store) for o in objects]
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    landmarks, hists, errors = [], [], []
+    from tqdm import tqdm
+
+    with ProcessPoolExecutor(n_workers, mp_context=get_context("forkserver")) as pool:
+        results = pool.map(_landmarks_of, tasks, chunksize=max(1, len(tasks) // (8 * n_workers)))
+        for uri, lm, hist, err in tqdm(results, total=len(tasks), desc=f"fit {method}",
+                                       unit="img", disable=not progress, leave=False):
+            if err:
+                errors.append(f"{uri}: {err}")
+            else:
+                landmarks.append(lm)
+                hists.append(hist)
+    if not landmarks:
+        raise ConfigError(f'none of the {len(tasks)} objects under "{target_uri}" could be read: '
+                          f"{errors[:3]}")
+    harmonizer.fit_landmarks(landmarks)  # type: ignore[attr-defined]
+    card = {
+        "method": method,
+        "target_uri": target_uri,
+        "n_images": len(landmarks),
+        "n_unreadable": len(errors),
+        "unreadable_examples": errors[:10],
+        "config": harmonizer.state()["config"],
+        "code_version": __version__,
+        "fit_seconds": round(time.perf_counter() - start, 3),
+        "created_at": datetime.now(UTC).isoformat(),
+        "target_histogram": [float(v) for v in np.mean(hists, axis=0)],
+    }
+    model_file = harmonizer.save(out_uri, store, card=card)
+    return FitResult(harmonizer, model_file, card)
