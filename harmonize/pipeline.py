@@ -191,7 +191,7 @@ def _encode(row: dict[str, Any], spec: RunSpec) -> None:
         pixels_of(row, "out_pixels"),
         method=spec.method,
         description=f"harmonize {spec.method} ({spec.mode}) model {spec.model_hash}",
-        uid_entropy=[row["image_id"], spec.config_hash],
+        uid_entropy=[spec.method, spec.config_hash],  # source UIDs are mixed in by dicom.py
     )  # the encoded file replaces the header payload until it is written
 
 
