@@ -1,0 +1,131 @@
+"""The report's PNG figures (matplotlib, Agg backend): histograms, SSIM distributions and a
+before/after montage. Each function returns PNG bytes, or ``None`` when there is nothing to draw."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from harmonize.metrics import HIST_BINS  # noqa: E402
+from harmonize.report.summary import MethodSummary  # noqa: E402
+
+DPI = 110
+MONTAGE_SIDE = 192  # longest side of a montage tile, in pixels (block-mean downsampling)
+COLORS = [f"C{i}" for i in range(10)]  # the default colour cycle
+
+
+def _png(fig: Figure) -> bytes:
+    sink = io.BytesIO()
+    fig.savefig(sink, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return sink.getvalue()
+
+
+def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
+    cols = min(n, max_cols)
+    return math.ceil(n / cols), cols
+
+
+def histogram_figure(summaries: Sequence[MethodSummary]) -> bytes | None:
+    """One panel per configuration: source (mean hist_in), target, harmonized (mean hist_out)."""
+    drawn = [s for s in summaries if s.mean_hist_in is not None]
+    if not drawn:
+        return None
+    n_rows, n_cols = _grid(len(drawn))
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(4.6 * n_cols, 3.2 * n_rows), sharex=True, squeeze=False
+    )
+    edges = np.linspace(0.0, 1.0, HIST_BINS + 1)
+    for i, (ax, s) in enumerate(zip(axes.flat, drawn, strict=False)):
+        assert s.mean_hist_in is not None and s.mean_hist_out is not None
+        ax.stairs(s.mean_hist_in, edges, fill=True, color="0.8", label="source (original)")
+        if s.target.values is not None:
+            target = s.target.values / s.target.values.sum()
+            ax.stairs(target, edges, color="black", linewidth=1.6, label="target")
+        ax.stairs(
+            s.mean_hist_out, edges, color=COLORS[i % len(COLORS)], linewidth=1.6, label="harmonized"
+        )
+        ax.set_title(f"{s.label} (n={s.n_hist})", fontsize=10)
+        ax.set_xlabel("display intensity")
+        ax.set_ylabel("probability")
+        ax.legend(fontsize=8, frameon=False)
+    for ax in axes.flat[len(drawn) :]:
+        ax.set_visible(False)
+    fig.suptitle("Mean intensity histograms (64 bins)", fontsize=11, y=1.03)
+    return _png(fig)
+
+
+def ssim_figure(summaries: Sequence[MethodSummary]) -> bytes | None:
+    """Box plot of per-image SSIM(original, harmonized) per configuration, points overlaid."""
+    drawn = [s for s in summaries if s.ssim.size]
+    if not drawn:
+        return None
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(drawn) + 1.5), 3.6))
+    ax.boxplot([s.ssim for s in drawn], showmeans=True, showfliers=False, widths=0.5)
+    rng = np.random.default_rng(0)  # fixed jitter: the same manifest gives the same picture
+    for i, s in enumerate(drawn, start=1):
+        x = i + rng.uniform(-0.12, 0.12, s.ssim.size)
+        ax.scatter(x, s.ssim, s=8, alpha=0.5, color=COLORS[(i - 1) % len(COLORS)], zorder=3)
+    ax.set_xticks(
+        range(1, len(drawn) + 1), [f"{s.label}\n(n={s.ssim.size})" for s in drawn], fontsize=8
+    )
+    ax.set_ylabel("SSIM(original, harmonized)")
+    ax.set_title("SSIM per image", fontsize=11)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def downsample(image: np.ndarray, max_side: int = MONTAGE_SIDE) -> np.ndarray:
+    """Block-mean downsampling by an integer factor so the longest side is at most ``max_side``."""
+    factor = math.ceil(max(image.shape) / max_side)
+    if factor <= 1:
+        return image
+    h, w = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    blocks = image[:h, :w].reshape(h // factor, factor, w // factor, factor)
+    return np.asarray(blocks.mean(axis=(1, 3)))
+
+
+def montage_figure(
+    pairs: Sequence[tuple[str, Sequence[tuple[str, np.ndarray, np.ndarray]]]],
+) -> bytes | None:
+    """One row per configuration: (original | harmonized) pairs side by side.
+
+    Args:
+        pairs: (configuration label, [(image id, original, harmonized), ...]) per row; display
+            images in [0, 1], already downsampled.
+    """
+    pairs = [(label, images) for label, images in pairs if images]
+    if not pairs:
+        return None
+    n_cols = 2 * max(len(images) for _, images in pairs)
+    fig, axes = plt.subplots(
+        len(pairs), n_cols, figsize=(1.7 * n_cols, 2.0 * len(pairs)), squeeze=False
+    )
+    for row, (label, images) in zip(axes, pairs, strict=True):
+        for ax in row:
+            ax.axis("off")
+        for j, (image_id, before, after) in enumerate(images):
+            for k, (pixels, name) in enumerate(((before, "original"), (after, "harmonized"))):
+                ax = row[2 * j + k]
+                ax.imshow(pixels, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+                ax.set_title(f"{name}\n…{image_id[-10:]}" if k == 0 else name, fontsize=7)
+        row[0].text(
+            -0.08,
+            0.5,
+            label,
+            transform=row[0].transAxes,
+            rotation=90,
+            ha="right",
+            va="center",
+            fontsize=9,
+        )
+    fig.suptitle("Before / after", fontsize=11)
+    return _png(fig)

@@ -1,0 +1,183 @@
+"""The report's sections, built from the manifest and the per-configuration summaries.
+
+Each builder returns a `Section` (or ``None`` when it has nothing to say); `build_report` lists
+them in order. A later section (ROC AUC of a target-site classifier on ``score_in`` /
+``score_out``) is one more builder in `classifier_section`'s place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from harmonize.manifest import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
+from harmonize.report.document import BulletList, Figure, Paragraph, Section, Table
+from harmonize.report.summary import Distances, MethodSummary
+
+MAX_RUNS_LISTED = 20
+MAX_REASONS = 3  # distinct error reasons listed per configuration
+REASON_CHARS = 160
+
+
+def _num(value: float | None, spec: str = ".4f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1f}%"
+
+
+def inputs_section(manifest: pd.DataFrame, uris: Sequence[str]) -> Section:
+    status = manifest["status"].value_counts()
+    runs = (
+        manifest.groupby(["run_id", "method"], dropna=False)
+        .agg(
+            started=("processed_at", "min"),
+            ok=("status", lambda s: int((s == STATUS_OK).sum())),
+            error=("status", lambda s: int((s == STATUS_ERROR).sum())),
+            skipped=("status", lambda s: int((s == STATUS_SKIPPED).sum())),
+        )
+        .reset_index()
+        .sort_values(["started", "run_id"], na_position="first")
+    )
+    n_runs = manifest["run_id"].nunique(dropna=False)
+    text = (
+        f"{len(uris)} manifest(s): {', '.join(f'`{u}`' for u in uris)}; {len(manifest)} rows "
+        f"from {n_runs} run(s): ok {int(status.get(STATUS_OK, 0))}, "
+        f"error {int(status.get(STATUS_ERROR, 0))}, skipped {int(status.get(STATUS_SKIPPED, 0))}."
+    )
+    shown = runs.tail(MAX_RUNS_LISTED)
+    blocks: list[Paragraph | Table] = [Paragraph(text)]
+    if len(runs) > len(shown):
+        blocks.append(Paragraph(f"The {len(shown)} latest of {len(runs)} runs:"))
+    blocks.append(
+        Table(
+            ("run", "method", "first row at", "ok", "error", "skipped"),
+            tuple(
+                (
+                    str(r.run_id),
+                    str(r.method),
+                    "" if pd.isna(r.started) else f"{r.started:%Y-%m-%d %H:%M:%S}",
+                    str(r.ok),
+                    str(r.error),
+                    str(r.skipped),
+                )
+                for r in shown.itertuples()
+            ),
+            (False, False, False, True, True, True),
+        )
+    )
+    return Section("Inputs", tuple(blocks))
+
+
+def _distance_cells(d: Distances | None) -> tuple[str, str, str]:
+    if d is None:
+        return "n/a", "n/a", "n/a"
+    return _num(d.before), _num(d.after), _percent(d.reduction_percent)
+
+
+SUMMARY_HEADERS = (
+    "method",
+    "n ok",
+    "n error",
+    "SSIM mean ± std",
+    "mean-hist W1 before",
+    "mean-hist W1 after",
+    "mean-hist reduction",
+    "per-image W1 before",
+    "per-image W1 after",
+    "per-image reduction",
+)
+
+
+def summary_section(summaries: Sequence[MethodSummary], excluded_site: str | None) -> Section:
+    if not summaries:
+        return Section("Summary", (Paragraph("No `ok` or `error` rows: every row was skipped."),))
+    rows = []
+    for s in summaries:
+        ssim = "n/a" if s.ssim_mean is None else f"{s.ssim_mean:.4f} ± {_num(s.ssim_std)}"
+        rows.append(
+            (s.label, str(s.n_ok), str(s.n_error), ssim)
+            + _distance_cells(s.mean_hist)
+            + _distance_cells(s.per_image)
+        )
+    table = Table(SUMMARY_HEADERS, tuple(rows), (False,) + (True,) * (len(SUMMARY_HEADERS) - 1))
+    explain = Paragraph(
+        "Counted per configuration: the newest `ok` row of each image_id (re-runs and skipped rows "
+        "do not count twice). SSIM(original, harmonized): mean ± population std over those images. "
+        "W1: Wasserstein-1 distance in display intensity (0..1) between 64-bin histograms and the "
+        "target site's histogram, BEFORE (originals, `hist_in`) and AFTER (harmonized, "
+        "`hist_out`); reduction = (before − after) / before. **mean-hist**: distance of the mean "
+        "histogram of the harmonized set; **per-image**: mean over images of each image's own "
+        "distance (stricter: per-image spread does not cancel)."
+    )
+    notes = []
+    for s in summaries:
+        if s.target.values is None:
+            notes.append(f"{s.label}: no target histogram, so no distances: {s.target.source}.")
+        else:
+            notes.append(f"{s.label}: target histogram from {s.target.source}.")
+        if s.target.values is not None and s.n_hist < s.n_ok:
+            notes.append(
+                f"{s.label}: {s.n_ok - s.n_hist} ok rows lack a histogram; W1 uses "
+                f"the other {s.n_hist}."
+            )
+        if len(s.ssim) < s.n_ok:
+            notes.append(f"{s.label}: {s.n_ok - len(s.ssim)} ok rows lack an SSIM.")
+    if excluded_site is not None:
+        notes.append(f'Rows of the target site "{excluded_site}" are left out of this table.')
+    return Section("Summary", (table, explain, BulletList(tuple(notes))))
+
+
+def _first_line(error: object) -> str:
+    text = str(error or "no reason recorded").strip().splitlines()[0]
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
+
+
+def errors_section(summaries: Sequence[MethodSummary]) -> Section:
+    failing = [s for s in summaries if s.n_error]
+    if not failing:
+        return Section("Errors", (Paragraph("No errors: every object has an `ok` row."),))
+    counts = Table(
+        ("method", "objects without an ok row", "error rows, all runs"),
+        tuple((s.label, str(s.n_error), str(s.rows.n_error_rows)) for s in failing),
+        (False, True, True),
+    )
+    reasons = []
+    for s in failing:
+        errors = s.rows.errors.assign(reason=s.rows.errors["error"].map(_first_line))
+        by_reason = errors.groupby("reason", sort=False)
+        top = by_reason.size().sort_values(ascending=False, kind="stable").head(MAX_REASONS)
+        for reason, n in top.items():
+            example = by_reason.get_group(reason)["source_uri"].iloc[0]
+            reasons.append((s.label, str(reason), str(n), str(example)))
+    detail = Table(
+        ("method", f"reason (first {MAX_REASONS} per method)", "objects", "example object"),
+        tuple(reasons),
+        (False, False, True, False),
+    )
+    return Section("Errors", (counts, detail))
+
+
+def classifier_section(manifest: pd.DataFrame) -> Section | None:
+    """Hook for the classifier evidence (ROC AUC on score_in vs score_out, per method)."""
+    scored = manifest[manifest["score_in"].notna() | manifest["score_out"].notna()]
+    if scored.empty:
+        return None
+    return Section(
+        "Classifier scores",
+        (
+            Paragraph(
+                f"{len(scored)} rows carry classifier scores (`score_in` / `score_out`); ROC AUC "
+                "per method is not computed by this version of the report."
+            ),
+        ),
+    )
+
+
+def figures_section(figures: Sequence[Figure], notes: Sequence[str]) -> Section:
+    blocks: list[Figure | BulletList] = list(figures)
+    if notes:
+        blocks.append(BulletList(tuple(notes)))
+    return Section("Figures", tuple(blocks))
