@@ -133,12 +133,22 @@ def read_manifest(uri: str, storage: Storage | None = None) -> pa.Table:
         raise StorageError(f'cannot read the manifest under "{base}": {err}') from err
 
 
-def done_keys(manifest: pa.Table, method: str, config_hash: str) -> set[tuple[str, str]]:
-    """(source_uri, source_etag) of objects already harmonized ``ok`` with this method and
-    config: a re-run skips them."""
+# What a skipped row repeats from the ok row that made it skippable (identity, not results).
+CARRIED_ON_SKIP = ("image_id", "out_uri", "rows", "cols", "bits_stored", "photometric",
+                   "transfer_syntax")
+
+
+def done_objects(
+    manifest: pa.Table, method: str, config_hash: str
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(source_uri, source_etag) → identity columns of objects already harmonized ``ok`` with
+    this method and config: a re-run skips them and repeats those columns in its skipped rows."""
     if manifest.num_rows == 0:
-        return set()
-    cols = manifest.select(["source_uri", "source_etag", "status", "method", "config_hash"])
-    df = cols.to_pandas()
+        return {}
+    keys = ["source_uri", "source_etag", "status", "method", "config_hash"]
+    df = manifest.select(keys + list(CARRIED_ON_SKIP)).to_pandas()
     hit = df[(df.status == STATUS_OK) & (df.method == method) & (df.config_hash == config_hash)]
-    return set(zip(hit.source_uri, hit.source_etag, strict=True))
+    return {
+        (r["source_uri"], r["source_etag"]): {c: r[c] for c in CARRIED_ON_SKIP}
+        for r in hit.to_dict("records")
+    }

@@ -23,7 +23,7 @@ from harmonize.errors import ConfigError, StorageError
 from harmonize.manifest import (
     STATUS_SKIPPED,
     ManifestWriter,
-    done_keys,
+    done_objects,
     read_manifest,
     run_prefix,
 )
@@ -125,11 +125,12 @@ def plan(
             f'no input objects under "{spec.input_uri}" ending with {list(options.suffixes)}; '
             "check the URI, or pass --suffix '' to take every object"
         )
-    done = done_keys(read_manifest(spec.out_uri, storage), spec.method, spec.config_hash)
+    done = done_objects(read_manifest(spec.out_uri, storage), spec.method, spec.config_hash)
     todo, skipped = [], []
     for obj in objects:
         row = new_row(spec, obj.uri, obj.etag, obj.size, site_from_path(spec.input_uri, obj.uri))
         if (obj.uri, obj.etag) in done:
+            row.update(done[(obj.uri, obj.etag)])
             row["status"] = STATUS_SKIPPED
             row["processed_at"] = datetime.now(UTC)
             skipped.append(row)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import duckdb
 import pandas as pd
 
-from harmonize.manifest import COLUMNS, ManifestWriter, done_keys, empty_row, read_manifest
+from harmonize.manifest import COLUMNS, ManifestWriter, done_objects, empty_row, read_manifest
 from harmonize.storage import Storage
 
 
@@ -47,10 +47,10 @@ def test_readable_with_pandas_and_duckdb(tmp_path) -> None:
     assert n_ok == 6 and abs(mean_ssim - 0.9) < 1e-12
 
 
-def test_done_keys_match_method_config_and_status(tmp_path) -> None:
+def test_done_objects_match_method_config_and_status(tmp_path) -> None:
     writer = ManifestWriter(str(tmp_path), "r", Storage())
     writer.add([_row(0), _row(1, "error"), _row(2, config="c2")])
     writer.close()
-    keys = done_keys(read_manifest(str(tmp_path)), "histogram", "c1")
-    assert keys == {("/a/0.dcm", "e0")}
-    assert done_keys(read_manifest(str(tmp_path / "nothing-here")), "histogram", "c1") == set()
+    done = done_objects(read_manifest(str(tmp_path)), "histogram", "c1")
+    assert list(done) == [("/a/0.dcm", "e0")] and done[("/a/0.dcm", "e0")]["image_id"] == "1.2.0"
+    assert done_objects(read_manifest(str(tmp_path / "nothing-here")), "histogram", "c1") == {}
