@@ -39,10 +39,13 @@ def run_demo(
     def step(text: str) -> None:
         echo(f"[{time.perf_counter() - started:6.1f} s] {text}")
 
-    step(f"synthesizing {n_per_site} images per site ({TARGET_SITE}, {SOURCE_SITE}), "
-         f"{matrix} px → {archive}")
-    synthesize_archive(archive, [TARGET_SITE, SOURCE_SITE], n_per_site, seed=0, storage=store,
-                       matrix=matrix)
+    step(
+        f"synthesizing {n_per_site} images per site ({TARGET_SITE}, {SOURCE_SITE}), "
+        f"{matrix} px → {archive}"
+    )
+    synthesize_archive(
+        archive, [TARGET_SITE, SOURCE_SITE], n_per_site, seed=0, storage=store, matrix=matrix
+    )
     runs = []
     for method in DEMO_METHODS:
         model = join(out_dir, "models", method)
@@ -51,8 +54,11 @@ def run_demo(
         run_out = join(out_dir, "runs", method)
         step(f"harmonizing the source site with {method} ({executor})")
         summary = run_harmonization(
-            input_uri=join(archive, SOURCE_SITE), out_uri=run_out, method=method,
-            model_uri=model, storage=store,
+            input_uri=join(archive, SOURCE_SITE),
+            out_uri=run_out,
+            method=method,
+            model_uri=model,
+            storage=store,
             options=RunOptions(executor=executor, labels_uri=join(archive, "labels.parquet")),
         )
         step(summary.line())

@@ -81,16 +81,23 @@ def fit_classical(
 
     with ProcessPoolExecutor(n_workers, mp_context=get_context("forkserver")) as pool:
         results = pool.map(_landmarks_of, tasks, chunksize=max(1, len(tasks) // (8 * n_workers)))
-        for uri, lm, hist, err in tqdm(results, total=len(tasks), desc=f"fit {method}",
-                                       unit="img", disable=not progress, leave=False):
+        for uri, lm, hist, err in tqdm(
+            results,
+            total=len(tasks),
+            desc=f"fit {method}",
+            unit="img",
+            disable=not progress,
+            leave=False,
+        ):
             if err:
                 errors.append(f"{uri}: {err}")
             else:
                 landmarks.append(lm)
                 hists.append(hist)
     if not landmarks:
-        raise ConfigError(f'none of the {len(tasks)} objects under "{target_uri}" could be read: '
-                          f"{errors[:3]}")
+        raise ConfigError(
+            f'none of the {len(tasks)} objects under "{target_uri}" could be read: {errors[:3]}'
+        )
     harmonizer.fit_landmarks(landmarks)  # type: ignore[attr-defined]
     card = {
         "method": method,

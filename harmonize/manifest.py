@@ -134,8 +134,15 @@ def read_manifest(uri: str, storage: Storage | None = None) -> pa.Table:
 
 
 # What a skipped row repeats from the ok row that made it skippable (identity, not results).
-CARRIED_ON_SKIP = ("image_id", "out_uri", "rows", "cols", "bits_stored", "photometric",
-                   "transfer_syntax")
+CARRIED_ON_SKIP = (
+    "image_id",
+    "out_uri",
+    "rows",
+    "cols",
+    "bits_stored",
+    "photometric",
+    "transfer_syntax",
+)
 
 
 def done_objects(

@@ -93,7 +93,8 @@ def load_labels(uri: str, storage: Storage) -> dict[str, tuple[str | None, int |
     missing = {"image_id", "label"} - set(df.columns)
     if missing:
         raise ConfigError(
-            f'labels table "{uri}" lacks column(s) {sorted(missing)}; expected image_id, site, label'
+            f'labels table "{uri}" lacks column(s) {sorted(missing)}; '
+            "expected image_id, site, label"
         )
     sites = df["site"] if "site" in df.columns else pd.Series([None] * len(df))
     out: dict[str, tuple[str | None, int | None]] = {}

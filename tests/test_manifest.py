@@ -13,9 +13,19 @@ from harmonize.storage import Storage
 
 def _row(i: int, status: str = "ok", config: str = "c1") -> dict:
     row = empty_row()
-    row.update(image_id=f"1.2.{i}", source_uri=f"/a/{i}.dcm", source_etag=f"e{i}", status=status,
-               method="histogram", config_hash=config, ssim=0.9, hist_in=[0.5, 0.5],
-               hist_out=[0.25, 0.75], label=i % 2, processed_at=datetime.now(UTC))
+    row.update(
+        image_id=f"1.2.{i}",
+        source_uri=f"/a/{i}.dcm",
+        source_etag=f"e{i}",
+        status=status,
+        method="histogram",
+        config_hash=config,
+        ssim=0.9,
+        hist_in=[0.5, 0.5],
+        hist_out=[0.25, 0.75],
+        label=i % 2,
+        processed_at=datetime.now(UTC),
+    )
     return row
 
 

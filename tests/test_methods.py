@@ -15,15 +15,18 @@ from harmonize.methods.nyul import NyulConfig, NyulStandardization
 from harmonize.metrics import intensity_histogram, wasserstein_1d
 
 
-def _smooth_image(rng: np.random.Generator, shape: tuple[int, int], a: float, b: float) -> np.ndarray:
+def _smooth_image(
+    rng: np.random.Generator, shape: tuple[int, int], a: float, b: float
+) -> np.ndarray:
     """A smooth random field pushed through a beta-like curve: a radiograph-ish histogram."""
     noise = rng.random(shape)
     from scipy.ndimage import gaussian_filter
 
     field = gaussian_filter(noise, 6)
     field = (field - field.min()) / (field.max() - field.min())
-    return (field**a * (1 - 0.5 * field) ** b).astype(np.float32) / max(1e-6, float(
-        (field**a * (1 - 0.5 * field) ** b).max()))
+    return (field**a * (1 - 0.5 * field) ** b).astype(np.float32) / max(
+        1e-6, float((field**a * (1 - 0.5 * field) ** b).max())
+    )
 
 
 @pytest.fixture()
@@ -94,10 +97,14 @@ def test_save_load_round_trip_is_exact_and_plain_json(method, sites, tmp_path) -
     doc = json.loads((tmp_path / "m" / "harmonizer.json").read_text())
     assert doc["method"] == method and doc["card"] == {"note": "test"}
     loaded = load_model(str(tmp_path / "m"), expected_method=method)
-    np.testing.assert_array_equal(loaded.harmonizer.transform(source[1]), model.transform(source[1]))
+    np.testing.assert_array_equal(
+        loaded.harmonizer.transform(source[1]), model.transform(source[1])
+    )
     assert len(loaded.model_hash) == 16
     with pytest.raises(ModelError, match="holds a"):
-        load_model(str(tmp_path / "m"), expected_method="nyul" if method == "histogram" else "histogram")
+        load_model(
+            str(tmp_path / "m"), expected_method="nyul" if method == "histogram" else "histogram"
+        )
 
 
 def test_bad_inputs_raise_clear_errors(tmp_path) -> None:

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+from conftest import SOURCE, TARGET
 from skimage.metrics import structural_similarity
 
-from conftest import SOURCE, TARGET
 from harmonize.dicom import decode_dicom
 from harmonize.manifest import read_manifest
 from harmonize.methods import load_model
@@ -31,7 +31,10 @@ def _run(archive: Path, model: str, out: Path | str, executor: str, **kw) -> obj
     input_uri = kw.pop("input_uri", str(archive / SOURCE))
     storage = kw.pop("storage", Storage())
     return run_harmonization(
-        input_uri=input_uri, out_uri=str(out), method="histogram", model_uri=model,
+        input_uri=input_uri,
+        out_uri=str(out),
+        method="histogram",
+        model_uri=model,
         storage=storage,
         options=RunOptions(executor=executor, labels_uri=labels, progress=False, **kw),
     )
@@ -67,8 +70,14 @@ def test_manifest_ssim_equals_scikit_image(local_run, histogram_model) -> None:
     for row in df.head(3).itertuples():
         before = decode_dicom(Path(row.source_uri).read_bytes()).pixels
         after = model.transform(before)
-        ref = structural_similarity(before, after, data_range=1.0, gaussian_weights=True,
-                                    sigma=1.5, use_sample_covariance=False)
+        ref = structural_similarity(
+            before,
+            after,
+            data_range=1.0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
         assert abs(row.ssim - ref) < 1e-4
         np.testing.assert_allclose(row.hist_in, intensity_histogram(before), atol=1e-6)
 
@@ -81,7 +90,10 @@ def test_derived_image_decodes_to_the_harmonized_pixels(local_run, histogram_mod
     derived = decode_dicom(Path(row.out_uri).read_bytes())
     assert derived.meta.sop_instance_uid != source.meta.sop_instance_uid
     assert (derived.meta.rows, derived.meta.cols, derived.meta.bits_stored) == (
-        source.meta.rows, source.meta.cols, source.meta.bits_stored)
+        source.meta.rows,
+        source.meta.cols,
+        source.meta.bits_stored,
+    )
     step = 1.0 / (2**source.meta.bits_stored - 1)
     assert np.abs(derived.pixels - model.transform(source.pixels)).max() <= step
 
@@ -103,7 +115,8 @@ def test_rerun_is_idempotent_and_a_bad_object_becomes_an_error_row(
     shutil.copytree(archive / SOURCE, inp / SOURCE)
     (inp / SOURCE / "broken.dcm").write_bytes(b"not a dicom file at all")
     (inp / SOURCE / "truncated.dcm").write_bytes(
-        next((archive / SOURCE).glob("*.dcm")).read_bytes()[:3000])
+        next((archive / SOURCE).glob("*.dcm")).read_bytes()[:3000]
+    )
     n = len(list((inp / SOURCE).glob("*.dcm")))
     out = tmp_path / "out"
     first = _run(archive, histogram_model, out, "local", input_uri=str(inp))
@@ -118,8 +131,9 @@ def test_rerun_is_idempotent_and_a_bad_object_becomes_an_error_row(
 
 
 @pytest.mark.slow
-def test_ray_stream_matches_the_local_run(archive, histogram_model, local_run, ray_session,
-                                          tmp_path) -> None:
+def test_ray_stream_matches_the_local_run(
+    archive, histogram_model, local_run, ray_session, tmp_path
+) -> None:
     summary = _run(archive, histogram_model, tmp_path / "out", "ray", batch_size=3)
     assert summary.counts == {"ok": 8}
     ray_df = _manifest(tmp_path / "out").set_index("image_id").sort_index()
@@ -133,8 +147,9 @@ def test_ray_stream_matches_the_local_run(archive, histogram_model, local_run, r
 
 
 @pytest.mark.slow
-def test_ray_stream_on_s3_with_errors_and_rerun(archive, histogram_model, s3_server, ray_session,
-                                               dciodvfy) -> None:
+def test_ray_stream_on_s3_with_errors_and_rerun(
+    archive, histogram_model, s3_server, ray_session, dciodvfy
+) -> None:
     store = Storage(endpoint_url=s3_server.endpoint_url)
     bucket = s3_server.create_bucket("run-test")
     for p in sorted((archive / SOURCE).glob("*.dcm"))[:5]:
@@ -142,10 +157,15 @@ def test_ray_stream_on_s3_with_errors_and_rerun(archive, histogram_model, s3_ser
     store.write(f"{bucket}/archive/{SOURCE}/zz-bad.dcm", b"\x00" * 200)
     store.write(f"{bucket}/archive/labels.parquet", (archive / "labels.parquet").read_bytes())
     model_uri = f"{bucket}/models/histogram"
-    store.write(f"{model_uri}/harmonizer.json", (Path(histogram_model) / "harmonizer.json").read_bytes())
+    store.write(
+        f"{model_uri}/harmonizer.json", (Path(histogram_model) / "harmonizer.json").read_bytes()
+    )
     out = f"{bucket}/runs/histogram"
-    kw = {"input_uri": f"{bucket}/archive/{SOURCE}", "labels": f"{bucket}/archive/labels.parquet",
-          "storage": store}
+    kw = {
+        "input_uri": f"{bucket}/archive/{SOURCE}",
+        "labels": f"{bucket}/archive/labels.parquet",
+        "storage": store,
+    }
     first = _run(archive, model_uri, out, "ray", **kw)
     assert first.counts == {"ok": 5, "error": 1}
     second = _run(archive, model_uri, out, "ray", **kw)
@@ -159,4 +179,6 @@ def test_ray_stream_on_s3_with_errors_and_rerun(archive, histogram_model, s3_ser
     local = Path(archive).parent / "derived-from-s3.dcm"
     local.write_bytes(store.read(ok.out_uri.iloc[0]))
     report = subprocess.run([dciodvfy, str(local)], capture_output=True, text=True)
-    assert [ln for ln in (report.stdout + report.stderr).splitlines() if ln.startswith("Error")] == []
+    assert [
+        ln for ln in (report.stdout + report.stderr).splitlines() if ln.startswith("Error")
+    ] == []

@@ -25,7 +25,6 @@ import psutil
 
 from harmonize.fitting import fit_classical
 from harmonize.run import RunOptions, run_harmonization
-from harmonize.storage import Storage
 
 
 class PeakMemory:
@@ -63,47 +62,66 @@ class PeakMemory:
         self.peak = max(self.peak, self.tree_pss())
 
 
-def _build(workdir: Path, n_images: int, matrix: int, method: str, echo: Callable) -> dict[str, str]:
+def _build(
+    workdir: Path, n_images: int, matrix: int, method: str, echo: Callable
+) -> dict[str, str]:
     from harmonize.synth import synthesize_archive
 
     paths = {"target": str(workdir / "target"), "model": str(workdir / f"model-{method}")}
-    synthesize_archive(paths["target"], ["shenzhen-like"], 16, seed=1, matrix=matrix,
-                       progress=False)
+    synthesize_archive(
+        paths["target"], ["shenzhen-like"], 16, seed=1, matrix=matrix, progress=False
+    )
     fit_classical(method, paths["target"], paths["model"], progress=False)
     for factor in (1, 4):
         key = f"source-x{factor}"
         paths[key] = str(workdir / key)
         t = time.perf_counter()
-        synthesize_archive(paths[key], ["mc-like"], n_images * factor, seed=2, matrix=matrix,
-                           progress=False)
-        echo(f"  built {key}: {n_images * factor} images of {matrix}px in "
-             f"{time.perf_counter() - t:.1f} s")
+        synthesize_archive(
+            paths[key], ["mc-like"], n_images * factor, seed=2, matrix=matrix, progress=False
+        )
+        echo(
+            f"  built {key}: {n_images * factor} images of {matrix}px in "
+            f"{time.perf_counter() - t:.1f} s"
+        )
     return paths
 
 
-def _timed_run(paths: dict[str, str], source: str, out: str, method: str,
-               executor: str) -> tuple[float, int, int]:
+def _timed_run(
+    paths: dict[str, str], source: str, out: str, method: str, executor: str
+) -> tuple[float, int, int]:
     """(seconds, ok rows, peak PSS bytes) of one run into a fresh output prefix."""
     shutil.rmtree(out, ignore_errors=True)
     options = RunOptions(executor=executor, progress=False)
     with PeakMemory() as mem:
         start = time.perf_counter()
-        summary = run_harmonization(input_uri=paths[source], out_uri=out, method=method,
-                                    model_uri=paths["model"], options=options)
+        summary = run_harmonization(
+            input_uri=paths[source],
+            out_uri=out,
+            method=method,
+            model_uri=paths["model"],
+            options=options,
+        )
         seconds = time.perf_counter() - start
     return seconds, summary.counts.get("ok", 0), mem.peak
 
 
-def run_run_benchmark(method: str = "histogram", n_images: int = 32, matrix: int = 1024,
-                      workdir: str | None = None, echo: Callable[[str], Any] = print) -> dict:
+def run_run_benchmark(
+    method: str = "histogram",
+    n_images: int = 32,
+    matrix: int = 1024,
+    workdir: str | None = None,
+    echo: Callable[[str], Any] = print,
+) -> dict:
     """Print and return throughput (stream vs loop) and peak memory (archive vs 4x archive)."""
     from harmonize.distributed import init_ray
 
     owned = workdir is None
     base = Path(workdir or tempfile.mkdtemp(prefix="harmonize-bench-"))
     base.mkdir(parents=True, exist_ok=True)
-    echo(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, python {platform.python_version()}")
+    echo(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, python {platform.python_version()}"
+    )
     try:
         paths = _build(base, n_images, matrix, method, echo)
         t = time.perf_counter()
@@ -111,33 +129,43 @@ def run_run_benchmark(method: str = "histogram", n_images: int = 32, matrix: int
         echo(f"  ray start-up: {time.perf_counter() - t:.1f} s (not in the timings below)")
         # Warm-up: the first Ray Data run starts worker processes and imports torch in them.
         _timed_run(paths, "source-x1", str(base / "out-warmup"), method, "ray")
-        loop_s, loop_ok, _ = _timed_run(paths, "source-x1", str(base / "out-loop"), method,
-                                        "local")
-        stream_s, stream_ok, mem_1 = _timed_run(paths, "source-x1", str(base / "out-stream"),
-                                                method, "ray")
-        big_s, big_ok, mem_4 = _timed_run(paths, "source-x4", str(base / "out-stream-x4"),
-                                          method, "ray")
+        loop_s, loop_ok, _ = _timed_run(paths, "source-x1", str(base / "out-loop"), method, "local")
+        stream_s, stream_ok, mem_1 = _timed_run(
+            paths, "source-x1", str(base / "out-stream"), method, "ray"
+        )
+        big_s, big_ok, mem_4 = _timed_run(
+            paths, "source-x4", str(base / "out-stream-x4"), method, "ray"
+        )
         ray.shutdown()
     finally:
         if owned:
             shutil.rmtree(base, ignore_errors=True)
     result = {
-        "method": method, "matrix": matrix, "n_images": n_images,
-        "loop_images_per_s": loop_ok / loop_s, "stream_images_per_s": stream_ok / stream_s,
+        "method": method,
+        "matrix": matrix,
+        "n_images": n_images,
+        "loop_images_per_s": loop_ok / loop_s,
+        "stream_images_per_s": stream_ok / stream_s,
         "speedup": (stream_ok / stream_s) / (loop_ok / loop_s),
         "stream_x4_images_per_s": big_ok / big_s,
-        "peak_pss_x1_mib": mem_1 / 2**20, "peak_pss_x4_mib": mem_4 / 2**20,
+        "peak_pss_x1_mib": mem_1 / 2**20,
+        "peak_pss_x4_mib": mem_4 / 2**20,
         "memory_growth_pct": 100.0 * (mem_4 - mem_1) / mem_1,
     }
     echo(f"\nbench run --method {method}: {n_images} images of {matrix}x{matrix} px")
     echo("| path | images | images/s | peak memory (PSS, MiB) |")
     echo("|---|---:|---:|---:|")
     echo(f"| sequential loop (1 process) | {loop_ok} | {result['loop_images_per_s']:.2f} | |")
-    echo(f"| Ray Data stream | {stream_ok} | {result['stream_images_per_s']:.2f} "
-         f"| {result['peak_pss_x1_mib']:.0f} |")
-    echo(f"| Ray Data stream, 4x archive | {big_ok} | {result['stream_x4_images_per_s']:.2f} "
-         f"| {result['peak_pss_x4_mib']:.0f} |")
+    echo(
+        f"| Ray Data stream | {stream_ok} | {result['stream_images_per_s']:.2f} "
+        f"| {result['peak_pss_x1_mib']:.0f} |"
+    )
+    echo(
+        f"| Ray Data stream, 4x archive | {big_ok} | {result['stream_x4_images_per_s']:.2f} "
+        f"| {result['peak_pss_x4_mib']:.0f} |"
+    )
     echo(f"stream / loop throughput: {result['speedup']:.2f}x (target >= 1.5x)")
-    echo(f"peak memory growth for 4x the images: {result['memory_growth_pct']:+.1f}% "
-         "(target < 15%)")
+    echo(
+        f"peak memory growth for 4x the images: {result['memory_growth_pct']:+.1f}% (target < 15%)"
+    )
     return result

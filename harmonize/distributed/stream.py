@@ -66,7 +66,7 @@ def stream_rows(
 ) -> Iterator[dict[str, Any]]:
     """Run the three stages over ``rows`` on Ray; yields finished manifest rows as they arrive
     (in no particular order)."""
-    ray = init_ray(options.ray_address, quiet=not options.progress)
+    ray = init_ray(options.ray_address)
     from ray.data import ActorPoolStrategy
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
