@@ -1,0 +1,1 @@
+"""Benchmarks behind `harmonize bench`: each prints ratios measured side by side in one process."""
