@@ -176,6 +176,7 @@ def _measure(row: dict[str, Any]) -> None:
     row["ssim"] = float(ssim(before, after, **SSIM_OPTIONS))
     row["hist_in"] = intensity_histogram(before, bins=HIST_BINS).astype(np.float32).tolist()
     row["hist_out"] = intensity_histogram(after, bins=HIST_BINS).astype(np.float32).tolist()
+    row["pixels"] = None  # only the harmonized pixels travel on to the encoder
 
 
 def harmonize_and_measure(row: dict[str, Any], harmonizer: Harmonizer) -> dict[str, Any]:

@@ -47,6 +47,9 @@ class RunOptions:
     run_id: str | None = None
     progress: bool = True
     limit: int | None = None  # process at most this many objects (smoke tests)
+    # Ray Data's budget for blocks in flight (decoded pixels waiting for the harmonizer, ...):
+    # bounds memory however large the archive; None lets Ray use its object store share.
+    object_store_mib: int | None = 1024
 
     def __post_init__(self) -> None:
         if self.executor not in ("ray", "local"):

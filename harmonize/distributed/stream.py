@@ -69,6 +69,13 @@ def stream_rows(
     ray = init_ray(options.ray_address)
     from ray.data import ActorPoolStrategy
 
+    from ray.data import DataContext
+
+    if options.object_store_mib:
+        execution = DataContext.get_current().execution_options
+        execution.resource_limits = execution.resource_limits.copy(
+            object_store_memory=options.object_store_mib * 2**20
+        )
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = min(options.actors, gpus) if gpus else options.actors
     n_blocks = min(len(rows), _MAX_BLOCKS)
