@@ -189,8 +189,18 @@ _classical_train_command("nyul", "Fit Nyúl piecewise-linear standardization to 
     help="ray: Ray Data stream (local Ray without --address); local: one process.",
 )
 @click.option("--address", default=None, help="Ray cluster address (default: local Ray).")
-@click.option("--actors", type=click.IntRange(1), default=1, help="Harmonizer actors.")
-@click.option("--batch-size", type=click.IntRange(1), default=4, help="Images per actor call.")
+@click.option(
+    "--actors",
+    type=click.IntRange(1),
+    default=None,
+    help="Harmonizer actor-pool size (default: one per GPU; CPU tasks without GPUs).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=8,
+    help="Images per Ray Data block and per harmonizer call.",
+)
 @click.option(
     "--suffix",
     "suffixes",
@@ -327,7 +337,7 @@ def bench_ssim(sizes: str, n_images: int, repeats: int) -> None:
 @click.option(
     "--n-images",
     type=click.IntRange(2),
-    default=32,
+    default=64,
     help="Images in the small archive (the large one has 4x).",
 )
 @click.option("--matrix", type=click.IntRange(64), default=1024)

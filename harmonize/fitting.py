@@ -1,18 +1,17 @@
 """Fitting the classical harmonizers (histogram matching, Nyúl) from a target-site archive.
 
 A fit is map/reduce: each target image is decoded and summarised by its landmarks (a quantile
-vector, a few KB) in a pool of worker processes; the landmarks are then reduced into the model.
-Decoding dominates, so the pool scales it over the machine's cores.
+vector, a few KB) in a pool of threads (pixel decoders and numpy release the GIL for most of the
+work); the landmarks are then reduced into the model.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,7 @@ class FitResult:
 
 
 def _landmarks_of(task: tuple[str, str, dict[str, Any], Storage]) -> tuple[str, Any, Any, str]:
-    """Worker: decode one object → (uri, landmarks, histogram, error message or "")."""
+    """Map step: decode one object → (uri, landmarks, histogram, error message or "")."""
     from harmonize.dicom import decode_dicom
 
     uri, method, config, storage = task
@@ -79,8 +78,8 @@ def fit_classical(
     landmarks, hists, errors = [], [], []
     from tqdm import tqdm
 
-    with ProcessPoolExecutor(n_workers, mp_context=get_context("forkserver")) as pool:
-        results = pool.map(_landmarks_of, tasks, chunksize=max(1, len(tasks) // (8 * n_workers)))
+    with ThreadPoolExecutor(n_workers) as pool:
+        results = pool.map(_landmarks_of, tasks)
         for uri, lm, hist, err in tqdm(
             results,
             total=len(tasks),

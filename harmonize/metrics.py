@@ -672,8 +672,14 @@ def intensity_histogram(
                 f"histogram mask shape {mask_array.shape} differs from image shape {values.shape}"
             )
         values = values[mask_array.astype(bool)]
-    # np.histogram drops NaNs (they compare false with the range): only finite values count
-    counts, _ = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
+    values = values.ravel()
+    if np.isnan(values).any():  # NaNs are not intensities: they are not counted
+        values = values[~np.isnan(values)]
+    # np.histogram's own index formula, (v - lo) * bins / (hi - lo) truncated, then one bincount
+    # (several times faster than np.histogram; bin edges of the default range are exact).
+    scaled = (values - values.dtype.type(lo)) * values.dtype.type(bins / (hi - lo))
+    np.clip(scaled, 0, bins - 1, out=scaled)  # out-of-range values count in the end bins
+    counts = np.bincount(scaled.astype(np.int32), minlength=bins)
     total = counts.sum()
     if total == 0:
         raise HarmonizeError("histogram of an empty image (or an all-false mask / all-NaN image)")

@@ -40,8 +40,9 @@ class RunOptions:
 
     executor: str = "ray"  # "ray" | "local"
     ray_address: str | None = None
-    actors: int = 1  # harmonizer actor-pool size (one per GPU when there are GPUs)
-    batch_size: int = 4  # images per harmonizer call
+    # Harmonizer actor-pool size; None: one actor per GPU, or CPU tasks when there is no GPU.
+    actors: int | None = None
+    batch_size: int = 8  # images per Ray Data block and per harmonizer call
     suffixes: tuple[str, ...] = DICOM_SUFFIXES  # () = every object under the input prefix
     labels_uri: str | None = None
     run_id: str | None = None
@@ -54,7 +55,7 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.executor not in ("ray", "local"):
             raise ConfigError(f'executor must be "ray" or "local", got "{self.executor}"')
-        if self.actors < 1 or self.batch_size < 1:
+        if (self.actors is not None and self.actors < 1) or self.batch_size < 1:
             raise ConfigError("actors and batch_size must be >= 1")
 
 

@@ -131,10 +131,11 @@ def test_rerun_is_idempotent_and_a_bad_object_becomes_an_error_row(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("actors", [None, 1], ids=["cpu-tasks", "actor-pool"])
 def test_ray_stream_matches_the_local_run(
-    archive, histogram_model, local_run, ray_session, tmp_path
+    archive, histogram_model, local_run, ray_session, tmp_path, actors
 ) -> None:
-    summary = _run(archive, histogram_model, tmp_path / "out", "ray", batch_size=3)
+    summary = _run(archive, histogram_model, tmp_path / "out", "ray", batch_size=3, actors=actors)
     assert summary.counts == {"ok": 8}
     ray_df = _manifest(tmp_path / "out").set_index("image_id").sort_index()
     local_df = _manifest(local_run).set_index("image_id").sort_index()
