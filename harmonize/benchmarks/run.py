@@ -129,7 +129,7 @@ def run_run_benchmark(
         echo(f"  ray start-up: {time.perf_counter() - t:.1f} s (not in the timings below)")
         # Warm-up: the first Ray Data run starts worker processes and imports torch in them.
         _timed_run(paths, "source-x1", str(base / "out-warmup"), method, "ray")
-        rows = []
+        rows: list[dict[str, Any]] = []
         for size in ("source-x1", "source-x4"):
             loop_s, loop_ok, _ = _timed_run(
                 paths, size, str(base / f"loop-{size}"), method, "local"
