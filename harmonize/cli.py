@@ -337,10 +337,10 @@ def bench_ssim(sizes: str, n_images: int, repeats: int) -> None:
 @click.option(
     "--n-images",
     type=click.IntRange(2),
-    default=64,
+    default=32,
     help="Images in the small archive (the large one has 4x).",
 )
-@click.option("--matrix", type=click.IntRange(64), default=1024)
+@click.option("--matrix", type=click.IntRange(64), default=2048, help="Image size in pixels.")
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False),
