@@ -8,13 +8,14 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from conftest import REAL_PNG_DIR
 from PIL import Image
 from scipy import ndimage, stats
 from skimage.metrics import structural_similarity
 
 from harmonize.errors import HarmonizeError
 from harmonize.metrics import HIST_BINS, intensity_histogram, ssim, ssim_map, wasserstein_1d
+
+from conftest import REAL_PNG_DIR
 
 get_testdata_file = pytest.importorskip("pydicom.data").get_testdata_file
 

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from conftest import SOURCE, TARGET
 from skimage.metrics import structural_similarity
 
 from harmonize.dicom import decode_dicom
@@ -24,6 +23,8 @@ from harmonize.methods import load_model
 from harmonize.metrics import intensity_histogram, wasserstein_1d
 from harmonize.run import RunOptions, run_harmonization
 from harmonize.storage import Storage
+
+from conftest import SOURCE, TARGET
 
 
 def _run(archive: Path, model: str, out: Path | str, executor: str, **kw) -> object:
