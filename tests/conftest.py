@@ -18,7 +18,7 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 
 TARGET, SOURCE = "shenzhen-like", "mc-like"
-REAL_PNG_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr-real"
+REAL_PNG_DIR = Path(__file__).resolve().parent / "data" / "cxr-real"  # bundled subset
 
 
 @pytest.fixture(scope="session")

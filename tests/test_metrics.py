@@ -63,9 +63,7 @@ def radiographs() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def real_pngs() -> list[np.ndarray]:
-    """One real 8-bit chest X-ray PNG from each source folder under shared/data/cxr-real."""
-    if not REAL_PNG_DIR.is_dir():
-        pytest.skip(f"real chest X-ray PNGs not found at {REAL_PNG_DIR}")
+    """One real 8-bit chest X-ray PNG from each source folder of tests/data/cxr-real."""
     paths = [
         sorted(folder.glob("*.png"))[0]
         for folder in sorted(REAL_PNG_DIR.iterdir())

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pydicom
@@ -129,6 +130,15 @@ def test_rerun_is_idempotent_and_a_bad_object_becomes_an_error_row(
     assert second.counts == {"skipped": n - 2, "error": 2}  # errors are retried, ok are not
     df = _manifest(out)
     assert len(df) == 2 * n and (df.status == "ok").sum() == n - 2
+    by_status = (
+        duckdb.connect()
+        .execute(
+            f"SELECT status, count(*) FROM read_parquet('{out}/manifest/*/*.parquet', "
+            "hive_partitioning=true) GROUP BY status ORDER BY status"
+        )
+        .fetchall()
+    )
+    assert by_status == [("error", 4), ("ok", n - 2), ("skipped", n - 2)]
 
 
 @pytest.mark.slow

@@ -36,7 +36,9 @@ from harmonize.synth import (
 )
 from harmonize.synth.labels import COLUMNS
 
-REAL_PNGS = Path("/work/shared/data/cxr-real")
+from conftest import REAL_PNG_DIR
+
+REAL_PNGS = REAL_PNG_DIR
 MATRIX = 256
 
 
@@ -248,7 +250,6 @@ def _bad_yaml(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.skipif(not (REAL_PNGS / "labels.csv").exists(), reason="real PNG folder missing")
 def test_wrap_pngs_keeps_pixels_and_builds_a_two_site_archive(tmp_path: Path) -> None:
     out = str(tmp_path)
     first = wrap_pngs(str(REAL_PNGS / "mc"), out, "mc-like", progress=False)
