@@ -102,7 +102,8 @@ def new_row(
     return row
 
 
-def _fail(row: dict[str, Any], stage: str, err: BaseException) -> dict[str, Any]:
+def mark_failed(row: dict[str, Any], stage: str, err: BaseException) -> dict[str, Any]:
+    """Turn ``row`` into an error row: the stage, the exception and its message; no payload."""
     row["status"] = STATUS_ERROR
     row["error"] = f"{stage}: {type(err).__name__}: {err}"
     for key in PAYLOAD:
@@ -122,7 +123,7 @@ def _stage(name: str, seconds_key: str) -> Callable[[Callable[..., None]], Calla
             try:
                 fn(row, *args)
             except Exception as err:  # noqa: BLE001 - every failure becomes an error row
-                _fail(row, name, err)
+                mark_failed(row, name, err)
                 row["error"] += "\n" + traceback.format_exc(limit=3)[-1500:]
             row[seconds_key] = (row.get(seconds_key) or 0.0) + time.perf_counter() - start
             return row

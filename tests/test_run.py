@@ -194,3 +194,23 @@ def test_ray_stream_on_s3_with_errors_and_rerun(
     assert [
         ln for ln in (report.stdout + report.stderr).splitlines() if ln.startswith("Error")
     ] == []
+
+
+def test_a_model_changed_mid_run_turns_rows_into_errors(archive, histogram_model) -> None:
+    """The CPU-task harmonize stage checks the model hash the run planned with."""
+    from harmonize.distributed.stream import _decode_batch, _harmonize_batch, _table
+    from harmonize.pipeline import RunSpec, new_row
+
+    spec = RunSpec(
+        input_uri=str(archive),
+        out_uri="/unused",
+        method="histogram",
+        model_uri=histogram_model,
+        model_hash="0" * 16,
+        run_id="r",
+    )
+    source = sorted((archive / SOURCE).glob("*.dcm"))[:2]
+    rows = [new_row(spec, str(p), "e", p.stat().st_size, SOURCE) for p in source]
+    out = _harmonize_batch(_decode_batch(_table(rows), Storage()), spec, Storage()).to_pylist()
+    assert [r["status"] for r in out] == ["error", "error"]
+    assert all("changed during run" in r["error"] and r["pixels"] is None for r in out)

@@ -34,6 +34,7 @@ from harmonize.pipeline import (
     RunSpec,
     encode_and_write,
     harmonize_and_measure,
+    mark_failed,
     read_and_decode,
 )
 from harmonize.run import RunOptions
@@ -76,15 +77,8 @@ def _harmonize_batch(batch: pa.Table, spec: RunSpec, storage: Storage) -> pa.Tab
     try:
         harmonizer = _load_checked(spec, storage)
     except Exception as err:  # noqa: BLE001 - the rows say why instead of a crashed run
-        for row in rows:
-            if row["status"] == "ok":
-                row.update(
-                    status="error",
-                    error=f"harmonize: {type(err).__name__}: {err}",
-                    pixels=None,
-                    header=None,
-                )
-        return _table(rows)
+        failed = [mark_failed(r, "harmonize", err) if r["status"] == "ok" else r for r in rows]
+        return _table(failed)
     return _harmonize_rows(rows, harmonizer)
 
 
