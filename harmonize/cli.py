@@ -240,11 +240,6 @@ def run(
         )
     if classifier:
         raise HarmonizeError("--classifier scoring is not available yet in this version")
-    if mode == "curve":
-        raise HarmonizeError(
-            f'--mode curve applies to neural methods; "{method}" is already '
-            "an intensity curve: use --mode direct"
-        )
     options = RunOptions(
         executor=executor,
         ray_address=address,

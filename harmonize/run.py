@@ -181,7 +181,7 @@ def run_harmonization(
     """
     store = storage or Storage()
     opts = options or RunOptions()
-    model = load_model(model_uri, store, expected_method=method)
+    model = load_model(model_uri, store, expected_method=method, mode=mode)
     spec = RunSpec(
         input_uri=store.normalize(input_uri),
         out_uri=store.normalize(out_uri),

@@ -52,7 +52,7 @@ def _table(rows: list[dict[str, Any]], schema: pa.Schema = STREAM_SCHEMA) -> pa.
 def _load_checked(spec: RunSpec, storage: Storage) -> Harmonizer:
     """The run's model, loaded once per process and checked to be the one the run planned with
     (a model rewritten under the same URI mid-run must not mix into one config_hash)."""
-    model = load_model(spec.model_uri, storage, expected_method=spec.method)
+    model = load_model(spec.model_uri, storage, expected_method=spec.method, mode=spec.mode)
     if model.model_hash != spec.model_hash:
         raise ModelError(
             f'the model at "{spec.model_uri}" changed during run {spec.run_id} '

@@ -7,14 +7,14 @@ from typing import Any
 
 from harmonize.errors import ConfigError, ModelError
 from harmonize.methods.base import FORMAT_VERSION, MODEL_FILE, Harmonizer, fingerprint
-from harmonize.methods.histogram import HistogramConfig, HistogramMatching
-from harmonize.methods.nyul import NyulConfig, NyulStandardization
+from harmonize.methods.histogram import HistogramMatching
+from harmonize.methods.neural import CycleGANHarmonizer
+from harmonize.methods.nyul import NyulStandardization
 from harmonize.storage import Storage, join
 
-# method name -> (harmonizer class, its config dataclass)
-REGISTRY: dict[str, tuple[type[Harmonizer], type]] = {
-    HistogramMatching.method: (HistogramMatching, HistogramConfig),
-    NyulStandardization.method: (NyulStandardization, NyulConfig),
+# method name -> harmonizer class (the one place a method is looked up by name)
+REGISTRY: dict[str, type[Harmonizer]] = {
+    cls.method: cls for cls in (HistogramMatching, NyulStandardization, CycleGANHarmonizer)
 }
 
 
@@ -23,12 +23,17 @@ def method_names() -> list[str]:
 
 
 def create_harmonizer(method: str, config: dict[str, Any] | None = None) -> Harmonizer:
-    """A new, unfitted harmonizer of ``method`` configured from a plain dict (e.g. YAML)."""
+    """A new, unfitted classical harmonizer of ``method`` configured from a plain dict (YAML)."""
     if method not in REGISTRY:
         raise ConfigError(f'unknown method "{method}"; choose one of {method_names()}')
-    cls, config_cls = REGISTRY[method]
+    cls = REGISTRY[method]
+    if cls.config_class is None:
+        raise ConfigError(
+            f"{method} is trained, not fitted: `harmonize train {method} --source URI "
+            "--target URI --out URI`"
+        )
     try:
-        cfg = config_cls(**(config or {}))
+        cfg = cls.config_class(**(config or {}))
     except TypeError as err:
         raise ConfigError(f"bad {method} config {config}: {err}") from err
     return cls(cfg)  # type: ignore[call-arg]
@@ -45,7 +50,10 @@ class LoadedModel:
 
 
 def load_model(
-    uri: str, storage: Storage | None = None, expected_method: str | None = None
+    uri: str,
+    storage: Storage | None = None,
+    expected_method: str | None = None,
+    mode: str = "direct",
 ) -> LoadedModel:
     """Load the harmonizer saved under ``uri`` (a folder or s3:// prefix holding harmonizer.json).
 
@@ -77,5 +85,6 @@ def load_model(
         raise ModelError(
             f'"{uri}" holds a {method} model, but --method {expected_method} was asked'
         )
-    harmonizer = REGISTRY[method][0].from_state(state)
+    harmonizer = REGISTRY[method].from_state(state, lambda name: store.read(join(uri, name)))
+    harmonizer.set_mode(mode)
     return LoadedModel(uri, harmonizer, fingerprint(text), doc.get("card", {}))

@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from harmonize import __version__
-from harmonize.errors import ModelError
+from harmonize.errors import ConfigError, ModelError
 from harmonize.storage import Storage, join
 
 MODEL_FILE = "harmonizer.json"
@@ -33,6 +33,20 @@ class Harmonizer(ABC):
     """
 
     method: ClassVar[str]
+    # Classical methods are built from a config dataclass and fitted; neural ones are trained.
+    config_class: ClassVar[type | None] = None
+    # How the model may be applied to a full-resolution image (see harmonize run --mode).
+    modes: ClassVar[tuple[str, ...]] = ("direct",)
+    mode: str = "direct"
+
+    def set_mode(self, mode: str) -> Harmonizer:
+        """Choose how ``transform`` applies the model; ConfigError for a mode it does not have."""
+        if mode not in self.modes:
+            raise ConfigError(
+                f'{self.method} has no mode "{mode}"; it supports {", ".join(self.modes)}'
+            )
+        self.mode = mode
+        return self
 
     @abstractmethod
     def fit(self, target_images: Iterable[np.ndarray]) -> Harmonizer:
@@ -48,8 +62,9 @@ class Harmonizer(ABC):
 
     @classmethod
     @abstractmethod
-    def from_state(cls, state: dict[str, Any]) -> Harmonizer:
-        """Rebuild a fitted harmonizer from ``state()``'s output."""
+    def from_state(cls, state: dict[str, Any], read_file: Callable[[str], bytes]) -> Harmonizer:
+        """Rebuild a fitted harmonizer from ``state()``'s output; ``read_file(name)`` reads a
+        file saved next to the model file (e.g. network weights)."""
 
     # -- persistence ---------------------------------------------------------------------------
     def to_json(self, card: dict[str, Any] | None = None) -> str:

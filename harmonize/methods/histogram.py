@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -64,6 +64,7 @@ class HistogramConfig:
 
 class HistogramMatching(Harmonizer):
     method: ClassVar[str] = "histogram"
+    config_class: ClassVar[type | None] = HistogramConfig
 
     def __init__(self, config: HistogramConfig | None = None) -> None:
         self.config = config or HistogramConfig()
@@ -106,7 +107,9 @@ class HistogramMatching(Harmonizer):
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> HistogramMatching:
+    def from_state(
+        cls, state: dict[str, Any], read_file: Callable[[str], bytes] | None = None
+    ) -> HistogramMatching:
         try:
             model = cls(HistogramConfig(**state["config"]))
             reference = np.asarray(state["reference"], dtype=np.float64)

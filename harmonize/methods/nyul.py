@@ -11,7 +11,7 @@ histogram matching it only moves a dozen landmarks, so it keeps more of each ima
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -47,6 +47,7 @@ def _strictly_increasing(values: np.ndarray) -> np.ndarray:
 
 class NyulStandardization(Harmonizer):
     method: ClassVar[str] = "nyul"
+    config_class: ClassVar[type | None] = NyulConfig
 
     def __init__(self, config: NyulConfig | None = None) -> None:
         self.config = config or NyulConfig()
@@ -97,7 +98,9 @@ class NyulStandardization(Harmonizer):
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> NyulStandardization:
+    def from_state(
+        cls, state: dict[str, Any], read_file: Callable[[str], bytes] | None = None
+    ) -> NyulStandardization:
         try:
             model = cls(NyulConfig(percentiles=tuple(state["config"]["percentiles"])))
             standard = np.asarray(state["standard"], dtype=np.float64)

@@ -1,0 +1,146 @@
+"""Neural harmonizers at inference: saving/loading generators, direct (tiled) and curve modes."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harmonize.errors import ModelError
+from harmonize.methods.neural import (
+    NeuralHarmonizer,
+    apply_curve,
+    apply_tiled,
+    fit_monotone_curve,
+    save_neural_model,
+    tile_starts,
+)
+
+
+class _TinyGenerator(nn.Module):
+    """A real (small) fully convolutional generator: 1 channel in, tanh out."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 1, 3, padding=1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x + 0.1 * self.body(x))
+
+
+class _TinyHarmonizer(NeuralHarmonizer):
+    method: ClassVar[str] = "tiny"
+
+    @staticmethod
+    def build_generator(model_config: dict[str, Any]) -> nn.Module:
+        return _TinyGenerator(int(model_config["width"]))
+
+
+@pytest.fixture()
+def saved_model(tmp_path) -> tuple[str, nn.Module]:
+    torch.manual_seed(0)
+    generator = _TinyGenerator(4)
+    save_neural_model(
+        str(tmp_path / "m"),
+        method="tiny",
+        model_config={"width": 4, "load_size": 32},
+        generator_state=generator.state_dict(),
+        card={"note": "t"},
+    )
+    return str(tmp_path / "m"), generator
+
+
+def _load(uri: str) -> NeuralHarmonizer:
+    import json
+
+    from harmonize.methods.base import MODEL_FILE
+    from harmonize.storage import Storage, join
+
+    store = Storage()
+    doc = json.loads(store.read_text(join(uri, MODEL_FILE)))
+    return _TinyHarmonizer.from_state(doc["state"], lambda name: store.read(join(uri, name)))
+
+
+def test_save_load_round_trip_gives_the_same_generator(saved_model) -> None:
+    uri, generator = saved_model
+    model = _load(uri)
+    image = np.random.default_rng(0).random((37, 50), dtype=np.float32)  # not a multiple of 4
+    out = model.set_mode("direct").transform(image)
+    with torch.inference_mode():
+        x = torch.from_numpy(image)[None, None] * 2 - 1
+        padded = torch.nn.functional.pad(x, (0, 2, 0, 3), mode="reflect")
+        ref = ((generator(padded)[..., :37, :50] + 1) / 2).clamp(0, 1)[0, 0].numpy()
+    assert out.shape == image.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+
+
+def test_tampered_weights_are_refused(saved_model) -> None:
+    from pathlib import Path
+
+    uri, _ = saved_model
+    weights = Path(uri) / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="SHA-256"):
+        _load(uri)
+
+
+def test_tiles_cover_the_image_and_blend_exactly_for_pointwise_maps() -> None:
+    assert tile_starts(100, 100, 8) == [0]
+    starts = tile_starts(1000, 256, 32)
+    assert starts[0] == 0 and starts[-1] == 1000 - 256
+    assert all(b - a <= 256 - 32 for a, b in zip(starts, starts[1:], strict=False))
+    x = torch.rand(1, 1, 300, 517)
+    out = apply_tiled(lambda t: torch.sigmoid(3 * t), x, tile=128, overlap=16)
+    torch.testing.assert_close(out, torch.sigmoid(3 * x))
+
+
+def test_tiled_conv_is_close_to_the_whole_image() -> None:
+    torch.manual_seed(1)
+    gen = _TinyGenerator(4).eval()
+    x = torch.rand(1, 1, 200, 260)
+    with torch.inference_mode():
+        whole = gen(x)
+        tiled = apply_tiled(gen, x, tile=96, overlap=24)
+    assert (tiled - whole).abs().max() < 0.05  # seams only where a ramp meets a tile border
+    assert (tiled - whole).abs().mean() < 1e-3
+
+
+def test_fitted_curve_recovers_a_monotone_map_and_is_monotone_on_noise() -> None:
+    gen = torch.Generator().manual_seed(0)
+    original = torch.rand(200_000, generator=gen)
+    curve = original**0.5
+    x, y = fit_monotone_curve(original, curve)
+    assert np.all(np.diff(y) >= 0)
+    np.testing.assert_allclose(y, x**0.5, atol=0.01)
+    noisy = curve + 0.3 * torch.randn(200_000, generator=gen)
+    _, y_noisy = fit_monotone_curve(original, noisy)
+    assert np.all(np.diff(y_noisy) >= 0)
+    applied = apply_curve(torch.tensor([0.0, 0.25, 1.0]), x, y)
+    np.testing.assert_allclose(applied.numpy(), [y[0], 0.5, y[-1]], atol=0.01)
+
+
+def test_curve_mode_keeps_pixel_order_and_matches_its_curve(saved_model) -> None:
+    uri, _ = saved_model
+    model = _load(uri).set_mode("curve")
+    image = np.random.default_rng(2).random((130, 97), dtype=np.float32)
+    out = model.transform(image)
+    order = np.argsort(image, axis=None)
+    assert np.all(np.diff(out.ravel()[order]) >= 0)  # monotone: no structure can be invented
+    assert out.shape == image.shape
+
+
+def test_modes_are_checked_and_neural_models_are_not_fitted(saved_model) -> None:
+    from harmonize.errors import ConfigError
+
+    model = _load(saved_model[0])
+    with pytest.raises(ConfigError, match="no mode"):
+        model.set_mode("sideways")
+    with pytest.raises(ModelError, match="trained on unpaired"):
+        model.fit([])
