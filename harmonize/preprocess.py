@@ -68,7 +68,7 @@ def resize_short_side(image: np.ndarray, size: int) -> np.ndarray:
     array = np.asarray(image, dtype=np.float32)
     if array.ndim != 2 or array.size == 0:
         raise HarmonizeError(f"resize expects one 2-D image, got an array of shape {array.shape}")
-    out_shape = resized_shape(*array.shape, size)
+    out_shape = resized_shape(array.shape[0], array.shape[1], size)
     if out_shape == array.shape:
         return array.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(array))[None, None]
@@ -144,8 +144,11 @@ def pad_to_multiple(
             padded = F.pad(flat, (0, padding.right, 0, padding.bottom), mode=mode)
         return padded.reshape(*lead, *padded.shape[-2:]), padding
     widths = [(0, 0)] * (image.ndim - 2) + [(0, padding.bottom), (0, padding.right)]
-    np_mode = {"reflect": "reflect", "replicate": "edge", "constant": "constant"}[mode]
-    return np.pad(image, widths, mode=np_mode), padding
+    if mode == "reflect":
+        return np.pad(image, widths, mode="reflect"), padding
+    if mode == "replicate":
+        return np.pad(image, widths, mode="edge"), padding
+    return np.pad(image, widths, mode="constant"), padding
 
 
 def unpad(image: Array, padding: Padding) -> Array:

@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from harmonize.errors import ConfigError, ModelError
 
 Activation = Literal["relu", "leaky_relu", "tanh", "none"]
 PaddingMode = Literal["zeros", "reflect"]
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def _activation(name: Activation) -> nn.Module:
@@ -163,7 +164,7 @@ class PatchDiscriminator(nn.Module):
         return self.layers(x)
 
 
-def init_normal(module: nn.Module, std: float = 0.02, seed: int = 0) -> nn.Module:
+def init_normal(module: ModuleT, std: float = 0.02, seed: int = 0) -> ModuleT:
     """Initialise every convolution's weights from N(0, std) and its biases to 0, in place,
     from a private generator seeded by ``seed`` (the global RNG is not touched). Returns it."""
     generator = torch.Generator().manual_seed(seed)
