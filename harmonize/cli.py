@@ -162,6 +162,104 @@ _classical_train_command("histogram", "Fit histogram matching to a target-site r
 _classical_train_command("nyul", "Fit Nyúl piecewise-linear standardization to the target site.")
 
 
+# Methods planned but not built yet: the issue that tracks each (shown instead of a traceback).
+PLANNED_METHODS = {"unit": 5}
+
+
+def _neural_train_command(method: str, summary: str) -> None:
+    @train.command(name=method, help=summary)
+    @click.option("--source", required=True, type=URI, help="Source-site archive (look to change).")
+    @click.option("--target", required=True, type=URI, help="Target-site archive (look to learn).")
+    @click.option(
+        "--out", required=True, type=URI, help="Output prefix: model, checkpoints/, cache/."
+    )
+    @click.option(
+        "--config",
+        "config_path",
+        type=URI,
+        default=None,
+        help="YAML training config, local or s3:// (example: jobs/configs/cyclegan.yaml).",
+    )
+    @click.option(
+        "--gpus",
+        type=click.IntRange(0),
+        default=0,
+        help="GPUs to train on: one Ray Train worker (DDP rank) per GPU.",
+    )
+    @click.option(
+        "--workers",
+        type=click.IntRange(1),
+        default=None,
+        help="CPU workers (DDP over gloo) when --gpus is 0 [default: 1].",
+    )
+    @click.option("--steps", type=click.IntRange(1), default=None, help="Override the steps.")
+    @click.option(
+        "--crop-size", type=click.IntRange(8), default=None, help="Override the crop size (px)."
+    )
+    @click.option("--address", default=None, help="Ray cluster address (default: local Ray).")
+    @click.option(
+        "--resume/--no-resume",
+        default=True,
+        help="Continue from the latest checkpoint under --out; --no-resume deletes "
+        "OUT/checkpoints/ and starts from step 0.",
+    )
+    @click.option("--progress/--no-progress", default=True)
+    @click.pass_context
+    def command(
+        ctx: click.Context,
+        source: str,
+        target: str,
+        out: str,
+        config_path: str | None,
+        gpus: int,
+        workers: int | None,
+        steps: int | None,
+        crop_size: int | None,
+        address: str | None,
+        resume: bool,
+        progress: bool,
+    ) -> None:
+        from harmonize.methods import REGISTRY
+
+        if method not in REGISTRY:
+            issue = f" (issue {PLANNED_METHODS[method]})" if method in PLANNED_METHODS else ""
+            trained = sorted(name for name, cls in REGISTRY.items() if cls.config_class is None)
+            raise HarmonizeError(
+                f"{method.upper()} is not available yet{issue}; trainable now: {trained}"
+            )
+        from harmonize.distributed.train import train_distributed
+        from harmonize.training import load_train_config
+
+        storage = _storage(ctx)
+        config = load_train_config(
+            config_path, storage, method=method, steps=steps, crop_size=crop_size
+        )
+        summary = train_distributed(
+            config,
+            source,
+            target,
+            out,
+            gpus=gpus,
+            workers=workers,
+            storage=storage,
+            ray_address=address,
+            resume=resume,
+            progress=progress,
+        )
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in sorted(summary["losses"].items()))
+        resumed = f", resumed from step {summary['start_step']}" if summary["start_step"] else ""
+        click.echo(
+            f"trained {method} to step {summary['steps']} on {summary['workers']} worker(s) "
+            f"({'GPU' if gpus else 'CPU'}{resumed}) in {summary['seconds']:.1f} s; "
+            f"final losses: {losses or 'none reported'}"
+        )
+        click.echo(f"model: {summary['model_uri']}")
+
+
+_neural_train_command("cyclegan", "Train CycleGAN (source -> target) with Ray Train.")
+_neural_train_command("unit", "Train UNIT (shared-latent VAE-GAN) with Ray Train.")
+
+
 # -- run -----------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--method", required=True, help="Harmonization method of the model.")
@@ -352,10 +450,147 @@ def bench_run(method: str, n_images: int, matrix: int, workdir: str | None) -> N
     )
 
 
+# -- submit --------------------------------------------------------------------------------------
+@cli.group()
+def submit() -> None:
+    """Run train / run / report on a Ray cluster as a Ray Job (local Ray without --address)."""
+
+
+def _address_option(function: Any) -> Any:
+    return click.option(
+        "--address",
+        default=None,
+        help="The cluster's Jobs API, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, "
+        "else a local Ray head, started when none is running).",
+    )(function)
+
+
+def _submit_command(name: str) -> None:
+    @submit.command(
+        name=name,
+        context_settings={"ignore_unknown_options": True},
+        help=f"Submit `harmonize {name} ARGS...` as a Ray Job; prints the job id. ARGS pass "
+        "through unchanged; after `--`, even options named like these (--help, --address).",
+    )
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    @_address_option
+    @click.option(
+        "--gpus",
+        type=click.IntRange(0),
+        default=None,
+        help="train: its --gpus (one worker per GPU); run: its --actors (one harmonizer per GPU).",
+    )
+    @click.option("--follow", is_flag=True, help="Stream the logs until the job ends.")
+    @click.option(
+        "--working-dir",
+        type=click.Path(exists=True, file_okay=False),
+        default=None,
+        help="Ship this harmonize checkout to the cluster (dev clusters; .venv and data left out).",
+    )
+    @click.option(
+        "--aws-env/--no-aws-env",
+        default=True,
+        help="Pass this shell's AWS_* variables (S3 credentials, endpoint) to the job.",
+    )
+    @click.pass_context
+    def command(
+        ctx: click.Context,
+        args: tuple[str, ...],
+        address: str | None,
+        gpus: int | None,
+        follow: bool,
+        working_dir: str | None,
+        aws_env: bool,
+    ) -> None:
+        from harmonize.distributed import jobs
+
+        inner = list(args)
+        if gpus is not None:
+            if name == "report":
+                raise click.UsageError("report uses no GPU; drop --gpus")
+            flag = "--gpus" if name == "train" else "--actors"
+            if any(a == flag or a.startswith(f"{flag}=") for a in inner):
+                raise click.UsageError(f"give the GPU count once (--gpus), not also {flag}")
+            if gpus or name == "train":
+                inner += [flag, str(gpus)]
+        env = jobs.aws_env() if aws_env else {}
+        if ctx.obj["s3_endpoint"]:
+            env["AWS_ENDPOINT_URL"] = ctx.obj["s3_endpoint"]
+        job = jobs.submit_job(
+            name, inner, address=address, env=env, working_dir=working_dir, echo=click.echo
+        )
+        where = f" --address {job.address}"
+        click.echo(f"submitted job {job.job_id} to {job.address}")
+        click.echo(f"  follow: harmonize submit logs {job.job_id} --follow{where}")
+        click.echo(f"  status: harmonize submit status {job.job_id}{where}")
+        click.echo(f"  stop:   harmonize submit stop {job.job_id}{where}")
+        if job.started_local_head:
+            click.echo("  (a local Ray head was started for it; stop it with `ray stop`)")
+        if follow:
+            _follow(job.job_id, job.address)
+
+
+def _follow(job_id: str, address: str | None) -> None:
+    from harmonize.distributed import jobs
+
+    final = jobs.follow_job(job_id, address, echo=lambda chunk: click.echo(chunk, nl=False))
+    info = jobs.job_status(job_id, address)
+    click.echo(f"job {job_id} {final}" + (f": {info['message']}" if info["message"] else ""))
+    if final != "SUCCEEDED":
+        sys.exit(1)  # the job failed (not a usage error: that is 2)
+
+
+for _name in ("train", "run", "report"):
+    _submit_command(_name)
+
+
+@submit.command(name="status")
+@click.argument("job_id")
+@_address_option
+def submit_status(job_id: str, address: str | None) -> None:
+    """The status of a submitted job (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
+    from harmonize.distributed import jobs
+
+    info = jobs.job_status(job_id, address)
+    message = f" ({info['message']})" if info["message"] else ""
+    click.echo(f"{info['job_id']}: {info['status']}{message}")
+    click.echo(f"  entrypoint: {info['entrypoint']}")
+
+
+@submit.command(name="logs")
+@click.argument("job_id")
+@_address_option
+@click.option("--follow", is_flag=True, help="Keep streaming until the job ends.")
+def submit_logs(job_id: str, address: str | None, follow: bool) -> None:
+    """The logs of a submitted job (so far, or streamed with --follow)."""
+    from harmonize.distributed import jobs
+
+    if follow:
+        _follow(job_id, address)
+    else:
+        click.echo(jobs.job_logs(job_id, address), nl=False)
+
+
+@submit.command(name="stop")
+@click.argument("job_id")
+@_address_option
+def submit_stop(job_id: str, address: str | None) -> None:
+    """Stop a submitted job."""
+    from harmonize.distributed import jobs
+
+    if jobs.stop_job(job_id, address):
+        click.echo(f"stop requested for {job_id}")
+    else:
+        click.echo(f"{job_id} had already finished: {jobs.job_status(job_id, address)['status']}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 on success, 2 with a one-line reason on bad usage or input."""
     try:
-        cli.main(args=argv, prog_name="harmonize", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit(n)'s code instead of exiting.
+        code = cli.main(args=argv, prog_name="harmonize", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

@@ -1,0 +1,377 @@
+"""Ray Jobs: send a `harmonize` command to a Ray cluster, follow it, read its logs, stop it.
+
+A job is the same command line a user would type (``harmonize train cyclegan --source ...``), run
+by the cluster as ``python -m harmonize.cli ...`` through the Jobs API of the head's dashboard
+(``http://HEAD:8265``). The cluster image is expected to have harmonize installed; for dev clusters
+``working_dir`` ships the local source tree instead (``.venv``, data and outputs excluded).
+
+Without an address, jobs go to a local Ray head on this machine: the one whose dashboard answers
+on ``http://127.0.0.1:8265``, else one started here (``ray start --head`` on loopback), which keeps
+running for later jobs until ``ray stop``. A job on a head on this machine runs in the caller's
+folder with the caller's Python, so relative paths and the active virtual environment work as
+they do for the command run directly.
+
+Example::
+
+    sub = submit_job("train", ["cyclegan", "--source", "s3://a/mc", ...], address=None, gpus=0)
+    final = follow_job(sub.job_id, sub.address, echo=print)   # "SUCCEEDED", "FAILED", ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from harmonize.distributed import _RAY_ENV_DEFAULTS as RAY_ENV_DEFAULTS
+from harmonize.errors import ConfigError, HarmonizeError
+
+SUBMITTABLE = ("train", "run", "report")
+DASHBOARD_PORT = 8265  # Ray's default; the local head uses it so later commands find it
+LOCAL_DASHBOARD = f"http://127.0.0.1:{DASHBOARD_PORT}"
+TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
+# Forwarded into a job's environment when set here (they appear in the job's runtime_env, which
+# the dashboard shows: clusters with their own IAM role should be given none).
+AWS_ENV_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+)
+# Never shipped with --working-dir (Ray also honours the folder's .gitignore).
+WORKING_DIR_EXCLUDES = [
+    ".venv/",
+    "venv/",
+    ".git/",
+    "data/",
+    "outputs/",
+    "demo-out/",
+    "tests/data/",
+    "**/__pycache__/",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    "*.egg-info/",
+]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted job: its id, the Jobs API address it lives at, and whether a local Ray head
+    had to be started for it."""
+
+    job_id: str
+    address: str
+    entrypoint: str
+    started_local_head: bool = False
+
+
+def aws_env() -> dict[str, str]:
+    """The AWS_* variables set in this process (credentials, region, S3 endpoint)."""
+    return {k: os.environ[k] for k in AWS_ENV_VARS if os.environ.get(k)}
+
+
+def _normalize(address: str) -> str:
+    address = address.strip().rstrip("/")
+    if address.startswith("ray://"):
+        raise ConfigError(
+            f'"{address}" is a Ray Client address; jobs go through the dashboard\'s Jobs API: '
+            f"--address http://HEAD:{DASHBOARD_PORT}"
+        )
+    return address if "://" in address else f"http://{address}"
+
+
+def env_address() -> str | None:
+    """The Jobs API address from the environment, as Ray's own `ray job` CLI reads it
+    (RAY_API_SERVER_ADDRESS, or RAY_ADDRESS when it is an http(s) URL: inside a cluster
+    RAY_ADDRESS names the GCS, not the dashboard)."""
+    api = os.environ.get("RAY_API_SERVER_ADDRESS")
+    if api:
+        return _normalize(api)
+    ray_address = os.environ.get("RAY_ADDRESS", "")
+    return ray_address.rstrip("/") if ray_address.startswith(("http://", "https://")) else None
+
+
+def is_loopback(address: str) -> bool:
+    host = urlsplit(_normalize(address)).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def connect(address: str) -> Any:
+    """A JobSubmissionClient for the Jobs API at ``address``, or a HarmonizeError saying why
+    there is none."""
+    for key, value in RAY_ENV_DEFAULTS.items():  # e.g. no token auth on loopback heads
+        os.environ.setdefault(key, value)
+    from ray.job_submission import JobSubmissionClient
+
+    url = _normalize(address)
+    hint = (
+        f"pass the head's dashboard address, e.g. --address http://HEAD:{DASHBOARD_PORT}, and "
+        "check that the head runs with the dashboard (ray[default])"
+    )
+    if http_status(url) is None:  # fail fast: the client itself waits on no timeout
+        raise HarmonizeError(f'cannot reach the Ray Jobs API at "{url}"; {hint}')
+    try:
+        return JobSubmissionClient(url)
+    except Exception as err:  # ConnectionError, RuntimeError (404, old Ray), ValueError
+        raise HarmonizeError(f'cannot use the Ray Jobs API at "{url}" ({err}); {hint}') from err
+
+
+def http_status(url: str, timeout: float = 10.0) -> int | None:
+    """The HTTP status of ``url``/api/version, or None when nothing answers."""
+    import requests
+
+    try:
+        return requests.get(f"{url}/api/version", timeout=timeout).status_code
+    except requests.RequestException:
+        return None
+
+
+def jobs_api_answers(url: str) -> bool:
+    """Whether a Ray Jobs API answers at ``url`` (a quick probe: local heads)."""
+    return http_status(url, timeout=2.0) == 200
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(low: int = 20000, high: int = 29999) -> int:
+    # Above Ray's default worker port range (10002-19999), like the test servers.
+    start = low + secrets.randbelow(high - low)
+    for port in [*range(start, high), *range(low, start)]:
+        if _port_free(port):
+            return port
+    raise HarmonizeError(f"no free port in {low}-{high} for a local Ray head")
+
+
+def _ray_executable() -> str:
+    beside = Path(sys.executable).parent / "ray"  # the venv's bin/ may not be on PATH
+    found = str(beside) if beside.is_file() else shutil.which("ray")
+    if found is None:
+        raise HarmonizeError("the `ray` command is missing; pip install 'ray[default]'")
+    return found
+
+
+def start_local_head(
+    *,
+    dashboard_port: int = DASHBOARD_PORT,
+    gcs_port: int | None = None,
+    temp_dir: str | None = None,
+    num_cpus: int | None = None,
+    timeout_s: float = 90.0,
+) -> str:
+    """Start a Ray head on 127.0.0.1 with the dashboard (the Jobs API) and return its URL.
+
+    The head outlives this process (it serves later jobs, `submit status`, `submit logs`); stop it
+    with `ray stop`. Its processes inherit this environment (S3 credentials and endpoint).
+    """
+    if not _port_free(dashboard_port):
+        raise HarmonizeError(
+            f"port {dashboard_port} on 127.0.0.1 is taken by something that is not a Ray Jobs "
+            "API; start Ray yourself and pass --address http://HOST:PORT"
+        )
+    port = gcs_port or (6379 if _port_free(6379) else _free_port())
+    cmd = [
+        _ray_executable(),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
+        "--disable-usage-stats",
+    ]
+    if temp_dir:
+        cmd.append(f"--temp-dir={temp_dir}")
+    if num_cpus is not None:
+        cmd.append(f"--num-cpus={num_cpus}")
+    env = {**RAY_ENV_DEFAULTS, **os.environ}
+    # Its own session: the head outlives this terminal (Ctrl-C, SIGHUP) like a daemon.
+    done = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=timeout_s, start_new_session=True
+    )
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise HarmonizeError(
+            f"could not start a local Ray head ({' / '.join(tail)}); start one with "
+            f"`ray start --head --dashboard-port {dashboard_port}` or pass --address"
+        )
+    url = f"http://127.0.0.1:{dashboard_port}"
+    deadline = time.monotonic() + timeout_s
+    while not jobs_api_answers(url):  # the dashboard comes up a few seconds after the head
+        if time.monotonic() > deadline:
+            raise HarmonizeError(f"the local Ray head started, but {url} did not answer")
+        time.sleep(0.5)
+    return url
+
+
+def entrypoint(command: str, args: Sequence[str], *, same_machine: bool, shipped: bool) -> str:
+    """The shell command a job runs: ``python -m harmonize.cli COMMAND ARGS...``.
+
+    On a head on this machine the job runs with the caller's Python (its virtual environment),
+    in the caller's folder unless a working dir is shipped (the job then runs in that copy, so
+    ``-m harmonize.cli`` imports the shipped package); on a cluster, with the image's ``python``.
+    """
+    if command not in SUBMITTABLE:
+        raise ConfigError(f'cannot submit "{command}"; choose one of {list(SUBMITTABLE)}')
+    python = sys.executable if same_machine else "python"
+    line = shlex.join([python, "-m", "harmonize.cli", command, *args])
+    if same_machine and not shipped:
+        line = f"cd {shlex.quote(os.getcwd())} && {line}"
+    return line
+
+
+def runtime_env(env: Mapping[str, str], working_dir: str | None) -> dict[str, Any]:
+    """The job's runtime_env: environment variables, and the shipped source tree if any."""
+    out: dict[str, Any] = {"env_vars": dict(env)}
+    if working_dir:
+        folder = Path(working_dir)
+        if not (folder / "harmonize" / "__init__.py").is_file():
+            raise ConfigError(
+                f'--working-dir "{working_dir}" does not hold the harmonize package '
+                "(expected harmonize/__init__.py in it); pass the repository root"
+            )
+        out["working_dir"] = str(folder.resolve())
+        out["excludes"] = WORKING_DIR_EXCLUDES
+    return out
+
+
+def new_job_id(command: str) -> str:
+    return f"harmonize-{command}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def submit_job(
+    command: str,
+    args: Sequence[str],
+    *,
+    address: str | None,
+    env: Mapping[str, str] | None = None,
+    working_dir: str | None = None,
+    echo: Callable[[str], Any] = print,
+) -> Submission:
+    """Submit ``harmonize COMMAND ARGS...`` as a Ray Job; returns at once (see `follow_job`).
+
+    Args:
+        command: ``train``, ``run`` or ``report``.
+        args: the command's own arguments, passed through unchanged (GPU counts included).
+        address: the Jobs API (``http://HEAD:8265``); None: the environment's, else local Ray
+            (started here when none answers).
+        env: environment variables for the job (e.g. `aws_env()`).
+        working_dir: a local harmonize checkout to ship and run instead of the installed one.
+    """
+    started = False
+    url = _normalize(address) if address else env_address()
+    if url is None:
+        url = LOCAL_DASHBOARD
+        if not jobs_api_answers(url):
+            echo(f"no Ray head answers at {url}; starting a local one (127.0.0.1)")
+            url = start_local_head()
+            started = True
+    client = connect(url)
+    line = entrypoint(command, args, same_machine=is_loopback(url), shipped=working_dir is not None)
+    job_id = new_job_id(command)
+    try:
+        client.submit_job(
+            entrypoint=line,
+            submission_id=job_id,
+            runtime_env=runtime_env(env or {}, working_dir),
+            metadata={"harmonize_command": command},
+        )
+    except (RuntimeError, ValueError) as err:  # the Jobs API refused it (bad runtime_env, ...)
+        raise HarmonizeError(f"the Ray Jobs API at {url} refused the job: {err}") from err
+    return Submission(job_id, url, line, started)
+
+
+def resolve(address: str | None) -> str:
+    """The Jobs API address for status/logs/stop: the given one, the environment's, or the local
+    head's (never starts one)."""
+    if address:
+        return _normalize(address)
+    url = env_address() or LOCAL_DASHBOARD
+    if url == LOCAL_DASHBOARD and not jobs_api_answers(url):
+        raise HarmonizeError(
+            f"no local Ray head answers at {url}; pass --address http://HEAD:{DASHBOARD_PORT}"
+        )
+    return url
+
+
+def _unknown_job(url: str, job_id: str, err: Exception) -> HarmonizeError:
+    return HarmonizeError(f'no job "{job_id}" at {url} ({err}); list them with `ray job list`')
+
+
+def job_status(job_id: str, address: str | None) -> dict[str, Any]:
+    """The job's status, message, entrypoint and start/end times (ms since the epoch)."""
+    url = resolve(address)
+    try:
+        info = connect(url).get_job_info(job_id)
+    except RuntimeError as err:
+        raise _unknown_job(url, job_id, err) from err
+    return {
+        "job_id": job_id,
+        "status": str(info.status.value if hasattr(info.status, "value") else info.status),
+        "message": info.message,
+        "entrypoint": info.entrypoint,
+        "start_time": info.start_time,
+        "end_time": info.end_time,
+    }
+
+
+def job_logs(job_id: str, address: str | None) -> str:
+    url = resolve(address)
+    try:
+        return str(connect(url).get_job_logs(job_id))
+    except RuntimeError as err:
+        raise _unknown_job(url, job_id, err) from err
+
+
+def stop_job(job_id: str, address: str | None) -> bool:
+    """Ask the cluster to stop the job; False when it had already finished."""
+    url = resolve(address)
+    try:
+        return bool(connect(url).stop_job(job_id))
+    except RuntimeError as err:
+        raise _unknown_job(url, job_id, err) from err
+
+
+def follow_job(job_id: str, address: str | None, echo: Callable[[str], Any] = print) -> str:
+    """Stream the job's logs (chunks passed to ``echo``) until it ends; returns its final status
+    (SUCCEEDED, FAILED or STOPPED)."""
+    url = resolve(address)
+    client = connect(url)
+
+    async def tail() -> None:
+        async for chunk in client.tail_job_logs(job_id):
+            echo(chunk)
+
+    try:
+        asyncio.run(tail())
+    except RuntimeError as err:
+        if "does not exist" in str(err):
+            raise _unknown_job(url, job_id, err) from err
+        echo(f"(log stream interrupted: {err}; waiting for the job to end)\n")
+    while True:  # the stream ends with the job; the status may lag it by a moment
+        status = job_status(job_id, url)["status"]
+        if status in TERMINAL_STATES:
+            return str(status)
+        time.sleep(0.5)

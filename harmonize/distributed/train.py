@@ -1,0 +1,315 @@
+"""Ray Train: the training loop of `harmonize.training` on one worker per GPU, DDP between them.
+
+    driver:  list both archives ─ decode + resize once ─► OUT/cache/training-data-<key>.npz
+    workers: load that file ─ training.train(rank, world_size, wrap=prepare_model, report=...)
+             rank 0 writes OUT/checkpoints/step-*.pt and, at the end, the model under OUT/
+
+The decoded data is keyed by a hash of both listings (URIs + ETags) and the load size, so a rerun
+on unchanged archives skips decoding, and a changed archive can never reuse a stale cache. Ray
+Train's own run files live under OUT/ray-train/. When a worker dies, Ray Train restarts the worker
+group (``FailureConfig(max_failures)``) and the loop resumes from the latest checkpoint.
+
+S3: `Storage` carries the endpoint; credentials come from the environment of each process. Local
+Ray workers inherit the driver's; on a cluster, the AWS_* variables set on the driver are passed
+to the workers in their runtime_env (clusters with an IAM role set none, and none are passed).
+
+Progress: Ray does not forward the workers' output here, so the driver shows its own bar, fed by
+the ``metrics.jsonl`` that rank 0 rewrites every ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from harmonize import training
+from harmonize.distributed import init_ray
+from harmonize.distributed.jobs import aws_env
+from harmonize.errors import ConfigError, HarmonizeError
+from harmonize.storage import Storage, is_s3, join
+from harmonize.training import (
+    CHECKPOINT_FOLDER,
+    DICOM_SUFFIXES,
+    METRICS_FILE,
+    TrainConfig,
+    TrainingData,
+    TrainResult,
+    latest_checkpoint,
+    prepare_training_data,
+)
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+CACHE_FOLDER, RAY_TRAIN_FOLDER = "cache", "ray-train"
+MAX_FAILURES = 2  # worker-group restarts before the run fails
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a training worker needs (pickled to each worker)."""
+
+    config: TrainConfig
+    data_uri: str
+    out_uri: str
+    storage: Storage
+
+
+def data_cache_key(source_uri: str, target_uri: str, load_size: int, storage: Storage) -> str:
+    """A hash of both listings (URI + ETag of every image) and the load size."""
+    listing = {
+        name: [[o.uri, o.etag] for o in storage.list(uri, suffixes=DICOM_SUFFIXES)]
+        for name, uri in (("source", source_uri), ("target", target_uri))
+    }
+    for name, uri in (("source", source_uri), ("target", target_uri)):
+        if not listing[name]:
+            raise ConfigError(f'no {name} images under "{uri}" ending with {list(DICOM_SUFFIXES)}')
+    text = json.dumps({"load_size": load_size, **listing}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached_training_data(
+    source_uri: str,
+    target_uri: str,
+    out_uri: str,
+    load_size: int,
+    storage: Storage,
+    progress: bool = True,
+) -> tuple[str, bool]:
+    """The URI of the decoded training data under ``OUT/cache/`` and whether it was already
+    there; decodes and saves it (once, in this process) when it was not.
+
+    The file name holds the key, so a file is only ever reused for the inputs it was made from
+    (a sidecar holding the key could be left stale by a crash between two writes)."""
+    key = data_cache_key(source_uri, target_uri, load_size, storage)
+    uri = join(out_uri, CACHE_FOLDER, f"training-data-{key}.npz")
+    if storage.exists(uri):
+        return uri, True
+    data = prepare_training_data(
+        source_uri, target_uri, load_size, storage=storage, progress=progress
+    )
+    data.save(uri, storage)  # whole or not at all: a crash leaves no half file to reuse
+    return uri, False
+
+
+def ray_train_storage(out_uri: str, storage: Storage) -> tuple[str, pafs.FileSystem | None]:
+    """(storage_path, storage_filesystem) for Ray Train's run files under ``OUT/ray-train/``.
+
+    For s3:// the filesystem is the Storage's pyarrow S3FileSystem, which carries the endpoint
+    (pyarrow ignores AWS_ENDPOINT_URL) and resolves credentials in each process that unpickles
+    it (keys are not pickled)."""
+    uri = join(out_uri, RAY_TRAIN_FOLDER)
+    if is_s3(uri):
+        fs, path = storage.filesystem(uri)
+        return path, fs
+    return storage.normalize(uri), None
+
+
+def clear_checkpoints(out_uri: str, storage: Storage) -> None:
+    """Delete ``OUT/checkpoints/`` (``resume=False``: start over, so that a restart after a
+    failure resumes from this run's checkpoints, never from an older run's)."""
+    if latest_checkpoint(out_uri, storage) is None:
+        return
+    fs, path = storage.filesystem(join(out_uri, CHECKPOINT_FOLDER))
+    try:
+        fs.delete_dir_contents(path, missing_dir_ok=True)
+    except OSError as err:
+        raise HarmonizeError(f'cannot delete the checkpoints under "{out_uri}": {err}') from err
+
+
+def train_worker(params: dict[str, Any]) -> dict[str, Any]:
+    """The per-worker function: rank and world size from Ray Train, DDP through
+    ``prepare_model``, metrics through ``ray.train.report``.
+
+    Train V2's report is a collective, so every rank must report the same number of times: the
+    loop reports every ``log_every`` steps and at its last step, on every rank, and all ranks
+    resume from the same checkpoint. Returns the `TrainResult` as a dict (Ray hands rank 0's to
+    the driver as ``Result.return_value``)."""
+    import ray.train
+    import ray.train.torch
+
+    job: WorkerJob = params["job"]
+    ctx = ray.train.get_context()
+    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
+    data = TrainingData.load(job.data_uri, job.storage)
+
+    def report(metrics: dict[str, float], step: int) -> None:
+        ray.train.report({**metrics, "step": step})
+
+    result = training.train(
+        job.config,
+        data,
+        job.out_uri,
+        storage=job.storage,
+        rank=rank,
+        world_size=world_size,
+        wrap=ray.train.torch.prepare_model,
+        report=report,
+        resume=True,  # a restart after a failure continues from the latest checkpoint
+        progress=False,  # workers' output stays in their logs; the driver shows the bar
+        device=ray.train.torch.get_device(),
+    )
+    return asdict(result)
+
+
+class MetricsProgress:
+    """A driver-side progress bar fed by rank 0's ``metrics.jsonl`` (polled in a thread)."""
+
+    def __init__(self, out_uri: str, storage: Storage, total: int, enabled: bool) -> None:
+        self.uri = join(out_uri, METRICS_FILE)
+        self.storage, self.total, self.enabled = storage, total, enabled
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> MetricsProgress:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _poll(self, interval: float = 2.0) -> None:
+        from tqdm import tqdm
+
+        with tqdm(total=self.total, desc="train", unit="step", leave=False) as bar:
+            while not self._stop.wait(interval):
+                try:
+                    lines = self.storage.read_text(self.uri).splitlines()
+                    last = json.loads(lines[-1]) if lines else None
+                except (HarmonizeError, ValueError):  # not written yet, or mid-rewrite
+                    continue
+                if last:
+                    bar.n = int(last.get("step", 0))
+                    bar.set_postfix(
+                        {k: f"{v:.3f}" for k, v in last.items() if k in ("g_total", "d_b")}
+                    )
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The exception a worker raised, inside a Ray Train failure."""
+    failures = getattr(err, "worker_failures", None)
+    if failures:
+        first = failures[min(failures)]
+        return getattr(first, "_base_exc", first)  # UserExceptionWithTraceback wraps it
+    return getattr(err, "controller_failure", err)
+
+
+def train_distributed(
+    config: TrainConfig,
+    source_uri: str,
+    target_uri: str,
+    out_uri: str,
+    *,
+    gpus: int = 0,
+    workers: int | None = None,
+    storage: Storage,
+    ray_address: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    max_failures: int = MAX_FAILURES,
+) -> dict[str, Any]:
+    """Train ``config.method`` with Ray Train and save the model under ``out_uri``.
+
+    Args:
+        config: the training configuration (`harmonize.training.load_train_config`).
+        source_uri, target_uri: the two sites' archives (DICOM under each prefix).
+        out_uri: output prefix: the model, checkpoints/, metrics.jsonl, cache/, ray-train/.
+        gpus: one worker per GPU (DDP over NCCL); 0 trains on CPU workers.
+        workers: CPU workers when ``gpus`` is 0 (default 1; DDP over gloo when more).
+        storage: how to reach the URIs (S3 endpoint).
+        ray_address: Ray cluster address; None: local Ray (or, inside a Ray Job, its cluster).
+        resume: continue from the latest checkpoint under ``out_uri/checkpoints``; False
+            deletes those checkpoints first and starts from step 0 (a restart after a worker
+            failure always resumes, from this run's checkpoints).
+        progress: a progress bar on the driver (decode, then training steps).
+        max_failures: worker-group restarts before the run fails.
+
+    Returns:
+        method, steps, start_step (where this call resumed), seconds (whole call),
+        prepare_seconds, train_seconds (the loop, summed over attempts), model_uri, losses
+        (the last logged window's means), validation (the model card's), workers, gpus,
+        data_uri, data_cached (the decoded data was reused), ray_train_path.
+
+    Raises:
+        HarmonizeError: bad settings or inputs (a worker's own HarmonizeError is re-raised
+            here), or training that failed after ``max_failures`` restarts.
+    """
+    if gpus < 0 or (workers is not None and workers < 1):
+        raise ConfigError(f"gpus must be >= 0 and workers >= 1, got gpus={gpus} workers={workers}")
+    if gpus and workers is not None and workers != gpus:
+        raise ConfigError(
+            f"--workers {workers} is for CPU training; with --gpus {gpus} there is one worker "
+            "per GPU"
+        )
+    start = time.perf_counter()
+    data_uri, cached = cached_training_data(
+        source_uri, target_uri, out_uri, config.load_size, storage, progress
+    )
+    prepare_seconds = time.perf_counter() - start
+    if not resume:
+        clear_checkpoints(out_uri, storage)
+    init_ray(ray_address)  # sets RAY_TRAIN_V2_ENABLED before ray.train is imported
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    n_workers = gpus or workers or 1
+    storage_path, filesystem = ray_train_storage(out_uri, storage)
+    run_name = f"{config.method}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+    job = WorkerJob(
+        config=config,
+        data_uri=data_uri,
+        out_uri=out_uri,
+        storage=storage,
+    )
+    env = aws_env()  # reaches workers on other nodes, which do not inherit this environment
+    # mypy sees Ray Train V1's signatures; at runtime (RAY_TRAIN_V2_ENABLED) these are V2's.
+    trainer_class: Any = TorchTrainer
+    run_config_class: Any = ray.train.RunConfig
+    trainer = trainer_class(
+        train_worker,
+        train_loop_config={"job": job},
+        scaling_config=ray.train.ScalingConfig(num_workers=n_workers, use_gpu=bool(gpus)),
+        run_config=run_config_class(
+            name=run_name,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            worker_runtime_env={"env_vars": env} if env else None,
+        ),
+    )
+    try:
+        with MetricsProgress(out_uri, storage, config.steps, progress):
+            fitted = trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        cause = _root_cause(err)
+        if isinstance(cause, HarmonizeError):
+            raise cause from err
+        raise HarmonizeError(
+            f"training failed ({max_failures} restart(s) allowed): {cause!r}; Ray Train run "
+            f"files: {join(out_uri, RAY_TRAIN_FOLDER, run_name)}"
+        ) from err
+    result = TrainResult(**fitted.return_value)  # rank 0's
+    return {
+        "method": config.method,
+        "steps": result.steps,
+        "start_step": result.start_step,
+        "seconds": round(time.perf_counter() - start, 2),
+        "prepare_seconds": round(prepare_seconds, 2),
+        "train_seconds": round(result.seconds, 2),
+        "model_uri": result.model_uri,
+        "losses": result.losses,
+        "validation": result.validation,
+        "workers": n_workers,
+        "gpus": gpus,
+        "data_uri": data_uri,
+        "data_cached": cached,
+        "ray_train_path": join(out_uri, RAY_TRAIN_FOLDER, run_name),
+    }
