@@ -426,12 +426,24 @@ def bench_ssim(sizes: str, n_images: int, repeats: int) -> None:
 
 
 @bench.command(name="run")
-@click.option("--method", type=click.Choice(["histogram", "nyul"]), default="histogram")
+@click.option(
+    "--method",
+    type=click.Choice(["histogram", "nyul", "cyclegan"]),
+    default="histogram",
+    help="histogram/nyul: stream vs sequential loop + memory; cyclegan: curve vs direct mode.",
+)
+@click.option(
+    "--model",
+    "model_uri",
+    type=URI,
+    default=None,
+    help="cyclegan: a trained model (default: the architecture, untrained weights).",
+)
 @click.option(
     "--n-images",
     type=click.IntRange(2),
-    default=32,
-    help="Images in the small archive (the large one has 4x).",
+    default=None,
+    help="Images per archive (histogram/nyul: 32, and a 4x archive; cyclegan: 8).",
 )
 @click.option("--matrix", type=click.IntRange(64), default=2048, help="Image size in pixels.")
 @click.option(
@@ -440,13 +452,57 @@ def bench_ssim(sizes: str, n_images: int, repeats: int) -> None:
     default=None,
     help="Where to build the archives (default: a temporary folder).",
 )
-def bench_run(method: str, n_images: int, matrix: int, workdir: str | None) -> None:
-    """Streaming run (Ray Data) against a sequential loop on the same archive, plus peak memory
-    for that archive and one 4x larger."""
-    from harmonize.benchmarks.run import run_run_benchmark
+def bench_run(
+    method: str, model_uri: str | None, n_images: int | None, matrix: int, workdir: str | None
+) -> None:
+    """Throughput of the streaming run: against a sequential loop on the same archive with
+    peak memory for that archive and one 4x larger (classical methods), or curve against direct
+    mode at full resolution (neural methods)."""
+    from harmonize.benchmarks.run import run_mode_benchmark, run_run_benchmark
 
-    run_run_benchmark(
-        method=method, n_images=n_images, matrix=matrix, workdir=workdir, echo=click.echo
+    if method == "cyclegan":
+        run_mode_benchmark(
+            method=method,
+            model_uri=model_uri,
+            n_images=n_images or 8,
+            matrix=matrix,
+            workdir=workdir,
+            echo=click.echo,
+        )
+    else:
+        run_run_benchmark(
+            method=method, n_images=n_images or 32, matrix=matrix, workdir=workdir, echo=click.echo
+        )
+
+
+@bench.command(name="train")
+@click.option(
+    "--crop-size",
+    type=click.IntRange(16),
+    default=None,
+    help="Training crop (default: 256 on a GPU, 128 on CPU).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=None,
+    help="The tuned configuration's batch (default: 8 on a GPU, 4 on CPU).",
+)
+@click.option("--steps", type=click.IntRange(1), default=5, help="Timed steps per configuration.")
+@click.option(
+    "--compile/--no-compile",
+    default=None,
+    help="torch.compile in the tuned configuration (default: on a GPU only).",
+)
+def bench_train(
+    crop_size: int | None, batch_size: int | None, steps: int, compile: bool | None
+) -> None:
+    """CycleGAN training throughput: the tuned configuration against the reference recipe
+    (same architecture, batch 1, fp32, eager), in one process."""
+    from harmonize.benchmarks.train import run_train_benchmark
+
+    run_train_benchmark(
+        crop_size=crop_size, batch_size=batch_size, steps=steps, compile=compile, echo=click.echo
     )
 
 

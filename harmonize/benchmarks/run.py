@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,12 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.tree_pss())
+
+
+def _ray_running() -> bool:
+    import ray
+
+    return bool(ray.is_initialized())
 
 
 def _build(
@@ -125,6 +132,7 @@ def run_run_benchmark(
     try:
         paths = _build(base, n_images, matrix, method, echo)
         t = time.perf_counter()
+        started_ray = not _ray_running()
         ray = init_ray()
         echo(f"  ray start-up: {time.perf_counter() - t:.1f} s (not in the timings below)")
         # Warm-up: the first Ray Data run starts worker processes and imports torch in them.
@@ -147,7 +155,8 @@ def run_run_benchmark(
                     "stream_peak_pss_mib": peak / 2**20,
                 }
             )
-        ray.shutdown()
+        if started_ray:  # leave a Ray session the caller started alone
+            ray.shutdown()
     finally:
         if owned:
             shutil.rmtree(base, ignore_errors=True)
@@ -168,3 +177,103 @@ def run_run_benchmark(
     echo("stream / loop target: >= 1.5x")
     echo(f"peak memory growth for 4x the images: {growth:+.1f}% (target < 15%)")
     return result
+
+
+def run_mode_benchmark(
+    method: str = "cyclegan",
+    model_uri: str | None = None,
+    n_images: int = 8,
+    matrix: int = 2048,
+    workdir: str | None = None,
+    echo: Callable[[str], Any] = print,
+) -> dict[str, Any]:
+    """Streaming throughput of a neural method in ``curve`` vs ``direct`` mode on the same
+    full-resolution archive (uncompressed DICOM, so the codec weighs little). Without
+    ``model_uri`` the default architecture with its initial weights is used: speed does not
+    depend on training."""
+    import torch
+
+    from harmonize.distributed import init_ray
+    from harmonize.methods.cyclegan import CycleGANConfig, CycleGANRecipe
+    from harmonize.methods.neural import save_neural_model
+    from harmonize.synth import synthesize_archive
+
+    owned = workdir is None
+    base = Path(workdir or tempfile.mkdtemp(prefix="harmonize-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    cuda = torch.cuda.is_available()
+    echo(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.cuda.get_device_name() if cuda else 'no GPU'}"
+    )
+    try:
+        source = str(base / "source")
+        synthesize_archive(
+            source, ["portable-like"], n_images, seed=3, matrix=matrix, progress=False
+        )
+        if model_uri is None:
+            if method != "cyclegan":
+                raise ValueError("pass --model for methods other than cyclegan")
+            model_uri = str(base / "model")
+            recipe = CycleGANRecipe(CycleGANConfig(), steps=1, device=torch.device("cpu"), seed=0)
+            save_neural_model(
+                model_uri,
+                method=method,
+                model_config={**recipe.model_config(), "load_size": 286},
+                generator_state=recipe.generator_state(),
+                card={"note": "untrained weights, for speed benchmarks only"},
+            )
+        started_ray = not _ray_running()
+        ray = init_ray()
+        rows: list[dict[str, Any]] = []
+        for mode in ("curve", "direct"):
+            options = RunOptions(executor="ray", progress=False)
+            run_harmonization(
+                input_uri=source,
+                out_uri=str(base / "warmup"),
+                method=method,
+                model_uri=model_uri,
+                mode=mode,
+                options=replace(options, limit=1),
+            )
+            out = base / f"out-{mode}"
+            with PeakMemory() as mem:
+                start = time.perf_counter()
+                summary = run_harmonization(
+                    input_uri=source,
+                    out_uri=str(out),
+                    method=method,
+                    model_uri=model_uri,
+                    mode=mode,
+                    options=options,
+                )
+                seconds = time.perf_counter() - start
+            ok = summary.counts.get("ok", 0)
+            rows.append(
+                {
+                    "mode": mode,
+                    "images": ok,
+                    "seconds": seconds,
+                    "images_per_s": ok / seconds,
+                    "peak_pss_mib": mem.peak / 2**20,
+                }
+            )
+        if started_ray:  # leave a Ray session the caller started alone
+            ray.shutdown()
+    finally:
+        if owned:
+            shutil.rmtree(base, ignore_errors=True)
+    ratio = rows[0]["images_per_s"] / rows[1]["images_per_s"]
+    echo(
+        f"\nbench run --method {method}: {n_images} images of {matrix}x{matrix} px, streaming "
+        "(Ray Data), full resolution"
+    )
+    echo("| mode | images | seconds | images/s | peak memory (PSS, MiB) |")
+    echo("|---|---:|---:|---:|---:|")
+    for r in rows:
+        echo(
+            f"| {r['mode']} | {r['images']} | {r['seconds']:.1f} | {r['images_per_s']:.2f} | "
+            f"{r['peak_pss_mib']:.0f} |"
+        )
+    echo(f"curve / direct: {ratio:.1f}x (target on one H100: curve >= 300 images/s at 2048 px)")
+    return {"method": method, "matrix": matrix, "rows": rows, "curve_over_direct": ratio}

@@ -211,7 +211,10 @@ class NeuralHarmonizer(Harmonizer):
         return apply_curve(x01, knots_x, knots_y)
 
     def transform(self, image: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(check_display_image(image)))
+        array = np.ascontiguousarray(check_display_image(image))
+        if not array.flags.writeable:  # torch wants writable memory (pipeline buffers are not)
+            array = array.copy()
+        x = torch.from_numpy(array)
         out = self.transform_tensor(x.to(self.device)[None, None])
         return out[0, 0].cpu().numpy().astype(np.float32, copy=False)
 
