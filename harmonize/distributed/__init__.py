@@ -36,4 +36,6 @@ def init_ray(address: str | None = None, *, quiet: bool = True) -> Any:
     ctx.enable_auto_log_stats = False
     if quiet:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # It warns that the progress bars it was just told to disable are disabled.
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     return ray
