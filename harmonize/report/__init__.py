@@ -7,8 +7,9 @@ Example::
     print(report.markdown)        # also written as out/report/report.md
     report.html_path              # out/report/report.html, next to the PNGs it shows
 
-Modules: `data` (which rows count, target histograms), `summary` (the numbers), `sections`
-(tables and notes), `plots` / `montage` (figures), `document` (Markdown and HTML rendering).
+Modules: `data` (which rows count, target histograms), `summary` (the numbers per method),
+`classifier` (ROC AUC with DeLong intervals: Table 2), `sections` (tables and notes), `plots` /
+`montage` (figures), `document` (Markdown and HTML rendering).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from harmonize.report.classifier import ClassifierTable, classifier_table
 from harmonize.report.data import (
     ConfigRows,
     TargetHistogram,
@@ -30,7 +32,7 @@ from harmonize.report.data import (
 )
 from harmonize.report.document import Figure, Section, to_html, to_markdown
 from harmonize.report.montage import read_pairs
-from harmonize.report.plots import histogram_figure, montage_figure, ssim_figure
+from harmonize.report.plots import histogram_figure, montage_figure, roc_figure, ssim_figure
 from harmonize.report.sections import (
     classifier_section,
     errors_section,
@@ -41,11 +43,12 @@ from harmonize.report.sections import (
 from harmonize.report.summary import MethodSummary, config_label, summarize
 from harmonize.storage import Storage, join
 
-__all__ = ["MethodSummary", "Report", "build_report"]
+__all__ = ["ClassifierTable", "MethodSummary", "Report", "build_report"]
 
 TITLE = "Harmonization report"
 HTML_FILE, MARKDOWN_FILE = "report.html", "report.md"
 HISTOGRAM_PNG, SSIM_PNG, MONTAGE_PNG = "histograms.png", "ssim.png", "montage.png"
+ROC_PNG = "roc.png"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Report:
         html_path: URI of ``report.html``; ``markdown_path`` of ``report.md``, in the same folder.
         figure_paths: URIs of the PNGs written (some are left out when there is nothing to draw).
         summaries: the numbers of each harmonizer configuration, in table order.
+        classifier: the ROC AUC table (Table 2); ``None`` when no row carries a classifier score.
     """
 
     markdown: str
@@ -64,6 +68,7 @@ class Report:
     markdown_path: str
     figure_paths: tuple[str, ...]
     summaries: tuple[MethodSummary, ...]
+    classifier: ClassifierTable | None = None
 
 
 def _target_for(
@@ -101,8 +106,9 @@ def build_report(
         out_dir: folder (or s3:// prefix) for report.html, report.md and the PNGs.
         storage: how to reach s3:// URIs (manifests, model cards, DICOM images).
         target_site: the target site's name in the manifest's ``site`` column. Its rows are left
-            out of the method table, and its images' mean ``hist_in`` stands in for the target
-            histogram of a model whose card has none.
+            out of the method table, its images' mean ``hist_in`` stands in for the target
+            histogram of a model whose card has none, and its images' ``score_in`` give the
+            in-domain AUC; the other sites' images are the source.
 
     Raises:
         HarmonizeError: there are no manifest rows under any of the URIs.
@@ -121,9 +127,11 @@ def build_report(
         for g in groups
     )
 
+    classifier = classifier_table(manifest, summaries, target_site)
+
     figures, figure_paths = [], []
     pairs, figure_notes = read_pairs(summaries, store)
-    drawings = (
+    drawings = [
         (
             HISTOGRAM_PNG,
             histogram_figure(summaries),
@@ -135,7 +143,16 @@ def build_report(
             montage_figure(pairs),
             "A few images per method: original | harmonized (downsampled).",
         ),
-    )
+    ]
+    if classifier is not None:
+        drawings.append(
+            (
+                ROC_PNG,
+                roc_figure(classifier),
+                "ROC of the target-site classifier: original (source), in-domain (target) and "
+                "harmonized images per method, AUC in the legend.",
+            )
+        )
     for name, png, caption in drawings:
         if png is None:
             figure_notes.append(f"{name}: nothing to draw")
@@ -148,7 +165,7 @@ def build_report(
     sections: list[Section | None] = [
         summary_section(summaries, target_site),
         errors_section(summaries),
-        classifier_section(manifest),
+        classifier_section(classifier),
         figures_section(figures, figure_notes),
         inputs_section(manifest, manifest_uris),
     ]
@@ -158,4 +175,4 @@ def build_report(
     html_path, markdown_path = join(out_dir, HTML_FILE), join(out_dir, MARKDOWN_FILE)
     store.write_text(markdown_path, markdown)
     store.write_text(html_path, to_html(title, present))
-    return Report(markdown, html_path, markdown_path, tuple(figure_paths), summaries)
+    return Report(markdown, html_path, markdown_path, tuple(figure_paths), summaries, classifier)

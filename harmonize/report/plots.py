@@ -1,5 +1,6 @@
-"""The report's PNG figures (matplotlib, Agg backend): histograms, SSIM distributions and a
-before/after montage. Each function returns PNG bytes, or ``None`` when there is nothing to draw."""
+"""The report's PNG figures (matplotlib, Agg backend): histograms, SSIM distributions, ROC curves
+and a before/after montage. Each function returns PNG bytes, or ``None`` when there is nothing to
+draw."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import matplotlib
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from harmonize.metrics import HIST_BINS  # noqa: E402
+from harmonize.report.classifier import ClassifierTable  # noqa: E402
 from harmonize.report.summary import MethodSummary  # noqa: E402
 
 DPI = 110
@@ -34,17 +37,50 @@ def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _targets(drawn: Sequence[MethodSummary]) -> list[np.ndarray]:
+    """The distinct target histograms of the configurations, normalized, in order."""
+    out: list[np.ndarray] = []
+    for s in drawn:
+        if s.target.values is not None:
+            target = s.target.values / s.target.values.sum()
+            if not any(np.allclose(target, t) for t in out):
+                out.append(target)
+    return out
+
+
+def _overlay_panel(ax: Axes, drawn: Sequence[tuple[int, MethodSummary]], edges: np.ndarray) -> None:
+    """Source, target(s) and every configuration's harmonized histogram on one axis."""
+    weights = np.array([s.n_hist for _, s in drawn], dtype=np.float64)
+    stacked = np.array([s.mean_hist_in for _, s in drawn], dtype=np.float64)
+    source = (weights[:, None] * stacked).sum(axis=0) / weights.sum()
+    ax.stairs(source, edges, fill=True, color="0.8", label="source (original)")
+    for k, target in enumerate(_targets([s for _, s in drawn])):
+        name = "target" if k == 0 else f"target ({k + 1})"
+        ax.stairs(target, edges, color="black", linewidth=1.6, linestyle=("-", "--", ":")[k % 3],
+                  label=name)  # fmt: skip
+    for index, s in drawn:
+        assert s.mean_hist_out is not None
+        ax.stairs(s.mean_hist_out, edges, color=COLORS[index % len(COLORS)], linewidth=1.4,
+                  label=s.label)  # fmt: skip
+    ax.set_title("all methods", fontsize=10)
+
+
 def histogram_figure(summaries: Sequence[MethodSummary]) -> bytes | None:
-    """One panel per configuration: source (mean hist_in), target, harmonized (mean hist_out)."""
-    drawn = [s for s in summaries if s.mean_hist_in is not None]
+    """Source (mean hist_in), target and harmonized (mean hist_out) histograms: with several
+    configurations a first panel overlays them all, then one panel per configuration."""
+    drawn = [(i, s) for i, s in enumerate(summaries) if s.mean_hist_in is not None]
     if not drawn:
         return None
-    n_rows, n_cols = _grid(len(drawn))
+    overlay = len(drawn) > 1
+    n_rows, n_cols = _grid(len(drawn) + overlay)
     fig, axes = plt.subplots(
         n_rows, n_cols, figsize=(4.6 * n_cols, 3.2 * n_rows), sharex=True, squeeze=False
     )
     edges = np.linspace(0.0, 1.0, HIST_BINS + 1)
-    for i, (ax, s) in enumerate(zip(axes.flat, drawn, strict=False)):
+    panels = list(axes.flat)
+    if overlay:
+        _overlay_panel(panels.pop(0), drawn, edges)
+    for ax, (i, s) in zip(panels, drawn, strict=False):
         assert s.mean_hist_in is not None and s.mean_hist_out is not None
         ax.stairs(s.mean_hist_in, edges, fill=True, color="0.8", label="source (original)")
         if s.target.values is not None:
@@ -54,12 +90,39 @@ def histogram_figure(summaries: Sequence[MethodSummary]) -> bytes | None:
             s.mean_hist_out, edges, color=COLORS[i % len(COLORS)], linewidth=1.6, label="harmonized"
         )
         ax.set_title(f"{s.label} (n={s.n_hist})", fontsize=10)
+    for ax in axes.flat[: len(drawn) + overlay]:
         ax.set_xlabel("display intensity")
         ax.set_ylabel("probability")
         ax.legend(fontsize=8, frameon=False)
-    for ax in axes.flat[len(drawn) :]:
+    for ax in axes.flat[len(drawn) + overlay :]:
         ax.set_visible(False)
     fig.suptitle("Mean intensity histograms (64 bins)", fontsize=11, y=1.03)
+    return _png(fig)
+
+
+def roc_figure(table: ClassifierTable | None) -> bytes | None:
+    """ROC curves of Table 2 on one axis: original (source), in-domain (target) and each
+    configuration, with the AUC in the legend."""
+    drawn = [r for r in (table.rows if table else ()) if r.roc is not None and r.auc is not None]
+    if not drawn:
+        return None
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    ax.plot([0, 1], [0, 1], color="0.75", linewidth=0.8, linestyle=":", label="chance")
+    styles = {"source": ("0.45", "--", 1.8), "target": ("black", "-", 1.8)}
+    for row in drawn:
+        assert row.roc is not None and row.auc is not None
+        fpr, tpr = row.roc
+        color, linestyle, width = styles.get(row.kind, (COLORS[row.color % len(COLORS)], "-", 1.5))
+        label = f"{row.condition}: AUC {row.auc:.3f} (n={len(row.data)})"
+        ax.plot(fpr, tpr, color=color, linestyle=linestyle, linewidth=width, label=label)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC of the target-site classifier", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
     return _png(fig)
 
 

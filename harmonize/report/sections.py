@@ -1,8 +1,8 @@
 """The report's sections, built from the manifest and the per-configuration summaries.
 
 Each builder returns a `Section` (or ``None`` when it has nothing to say); `build_report` lists
-them in order. A later section (ROC AUC of a target-site classifier on ``score_in`` /
-``score_out``) is one more builder in `classifier_section`'s place.
+them in order. The summary holds the paper's Table 1 (SSIM mean ± std per method, with histogram
+distances), `classifier_section` its Table 2 (ROC AUC with DeLong intervals).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from harmonize.manifest import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
+from harmonize.report.classifier import AucRow, ClassifierTable
 from harmonize.report.document import BulletList, Figure, Paragraph, Section, Table
 from harmonize.report.summary import Distances, MethodSummary
 
@@ -102,6 +103,10 @@ def summary_section(summaries: Sequence[MethodSummary], excluded_site: str | Non
             + _distance_cells(s.mean_hist)
             + _distance_cells(s.per_image)
         )
+    caption = Paragraph(
+        "**Table 1.** Per harmonizer: images counted, SSIM(original, harmonized) mean ± std, and "
+        "the histogram distance to the target site before and after harmonization."
+    )
     table = Table(SUMMARY_HEADERS, tuple(rows), (False,) + (True,) * (len(SUMMARY_HEADERS) - 1))
     explain = Paragraph(
         "Counted per configuration: the newest `ok` row of each image_id (re-runs and skipped rows "
@@ -127,7 +132,7 @@ def summary_section(summaries: Sequence[MethodSummary], excluded_site: str | Non
             notes.append(f"{s.label}: {s.n_ok - len(s.ssim)} ok rows lack an SSIM.")
     if excluded_site is not None:
         notes.append(f'Rows of the target site "{excluded_site}" are left out of this table.')
-    return Section("Summary", (table, explain, BulletList(tuple(notes))))
+    return Section("Summary", (caption, table, explain, BulletList(tuple(notes))))
 
 
 def _first_line(error: object) -> str:
@@ -160,20 +165,61 @@ def errors_section(summaries: Sequence[MethodSummary]) -> Section:
     return Section("Errors", (counts, detail))
 
 
-def classifier_section(manifest: pd.DataFrame) -> Section | None:
-    """Hook for the classifier evidence (ROC AUC on score_in vs score_out, per method)."""
-    scored = manifest[manifest["score_in"].notna() | manifest["score_out"].notna()]
-    if scored.empty:
+def _interval(low: float, high: float, spec: str = ".4f") -> str:
+    return f"[{format(low, spec)}, {format(high, spec)}]"
+
+
+def _p_value(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+CLASSIFIER_HEADERS = (
+    "condition",
+    "scores",
+    "n (pos / neg)",
+    "AUC",
+    "95% CI",
+    "ΔAUC vs original",
+    "ΔAUC 95% CI",
+    "p (paired)",
+)
+
+
+def _classifier_cells(row: AucRow) -> tuple[str, ...]:
+    auc = _num(row.auc)
+    ci = "n/a" if row.ci is None else _interval(*row.ci)
+    if row.kind == "source":
+        change = ("(reference)", "—", "—")
+    elif row.change is None:
+        change = ("n/a", "n/a", "n/a") if row.kind == "config" else ("—", "—", "—")
+    else:
+        d = row.change
+        change = (f"{d.diff:+.4f}", _interval(d.low, d.high, "+.4f"), _p_value(d.p_value))
+    n = f"{len(row.data)} ({row.n_pos} / {row.n_neg})"
+    return (row.condition, f"`{row.score_column}`", n, auc, ci, *change)
+
+
+def classifier_section(table: ClassifierTable | None) -> Section | None:
+    """Table 2: ROC AUC of the target-site classifier on in-domain, original and harmonized
+    images, each with its DeLong 95% CI, and each harmonizer's paired change vs the original."""
+    if table is None:
         return None
-    return Section(
-        "Classifier scores",
-        (
-            Paragraph(
-                f"{len(scored)} rows carry classifier scores (`score_in` / `score_out`); ROC AUC "
-                "per method is not computed by this version of the report."
-            ),
-        ),
+    caption = Paragraph(
+        "**Table 2.** ROC AUC of the target-site classifier: on the target site's own images "
+        "(in-domain), on the source images as they are (original, `score_in`) and after each "
+        "harmonizer (`score_out`). One row per image_id; 95% CI by DeLong's method. ΔAUC = AUC "
+        "harmonized − AUC original on the same images (paired DeLong test; p two-sided)."
     )
+    rows = tuple(_classifier_cells(r) for r in table.rows)
+    numeric = (False, False) + (True,) * (len(CLASSIFIER_HEADERS) - 2)
+    blocks: list[Paragraph | Table | BulletList] = [caption]
+    if rows:
+        blocks.append(Table(CLASSIFIER_HEADERS, rows, numeric))
+    else:
+        blocks.append(Paragraph("No `ok` row carries both a label and a classifier score."))
+    if table.notes:
+        blocks.append(BulletList(table.notes))
+    return Section("Classifier ROC AUC", tuple(blocks))
 
 
 def figures_section(figures: Sequence[Figure], notes: Sequence[str]) -> Section:
