@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from harmonize.report.classifier import ClassifierTable, classifier_table
+from harmonize.report.auc import ClassifierTable, classifier_table
 from harmonize.report.data import (
     ConfigRows,
     TargetHistogram,

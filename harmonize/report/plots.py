@@ -17,7 +17,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from harmonize.metrics import HIST_BINS  # noqa: E402
-from harmonize.report.classifier import ClassifierTable  # noqa: E402
+from harmonize.report.auc import ClassifierTable  # noqa: E402
 from harmonize.report.summary import MethodSummary  # noqa: E402
 
 DPI = 110

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from harmonize.manifest import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
-from harmonize.report.classifier import AucRow, ClassifierTable
+from harmonize.report.auc import AucRow, ClassifierTable
 from harmonize.report.document import BulletList, Figure, Paragraph, Section, Table
 from harmonize.report.summary import Distances, MethodSummary
 
