@@ -8,7 +8,7 @@ Example::
     report.html_path              # out/report/report.html, next to the PNGs it shows
 
 Modules: `data` (which rows count, target histograms), `summary` (the numbers per method),
-`classifier` (ROC AUC with DeLong intervals: Table 2), `sections` (tables and notes), `plots` /
+`auc` (ROC AUC with DeLong intervals: Table 2), `sections` (tables and notes), `plots` /
 `montage` (figures), `document` (Markdown and HTML rendering).
 """
 
