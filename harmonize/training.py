@@ -41,7 +41,7 @@ from torch import nn
 
 from harmonize import __version__
 from harmonize.errors import ConfigError, HarmonizeError, StorageError
-from harmonize.methods import cyclegan
+from harmonize.methods import cyclegan, unit
 from harmonize.metrics import HIST_BINS, intensity_histogram, ssim, wasserstein_1d
 from harmonize.preprocess import (
     from_model_range,
@@ -92,6 +92,7 @@ METHODS: dict[str, MethodEntry] = {
     "cyclegan": MethodEntry(
         cyclegan.CycleGANRecipe, cyclegan.CycleGANConfig.from_dict, cyclegan.build_generator
     ),
+    "unit": MethodEntry(unit.UNITRecipe, unit.UNITConfig.from_dict, unit.build_generator),
 }
 
 
@@ -101,11 +102,12 @@ class TrainConfig:
     """How to train a GAN harmonizer. Every field can be set in YAML (``load_train_config``).
 
     Args:
-        method: a key of ``METHODS`` (``cyclegan``).
+        method: a key of ``METHODS`` (``cyclegan``, ``unit``).
         steps: optimisation steps (one batch per rank each). 20 000 steps at batch 1 is ~30
             passes over a 662-image site (Shenzhen); the published 200-epoch recipe is ~130 000.
         decay_start: step where the LR starts decaying linearly to 0 at ``steps``
-            (None: ``steps // 2``, the published half-constant, half-decay schedule).
+            (None: ``steps // 2``, the published half-constant, half-decay schedule). CycleGAN
+            only: UNIT halves the LR every ``model.lr_step_size`` steps, as published.
         batch_size: images per site per step per rank (1, as published).
         crop_size: side of the random square training crops (a multiple of 4).
         load_size: short side every image is resized to before cropping (286 for 256 crops).
@@ -118,7 +120,7 @@ class TrainConfig:
         channels_last: ``auto`` (on CUDA), true or false.
         compile: ``torch.compile`` the networks (slow first steps; for long GPU runs).
         model: the method's model settings (e.g. ``{"ngf": 8, "n_blocks": 2}``); see
-            ``CycleGANConfig``.
+            ``CycleGANConfig``, ``UNITConfig``.
         validation_images: source images harmonized at the end for the model card.
     """
 

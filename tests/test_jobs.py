@@ -215,10 +215,14 @@ def test_submit_passes_gpus_and_s3_settings_through(
     assert "harmonize submit logs job-1 --follow --address http://head:8265" in printed
 
 
-def test_unit_is_not_available_yet(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code = _cli("train", "unit", "--source", "a", "--target", "b", "--out", str(tmp_path))
+def test_train_unit_names_a_missing_source(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-archive")
+    code = _cli("train", "unit", "--source", missing, "--target", "b", "--out", str(tmp_path))
     assert code == 2
-    assert "UNIT is not available yet (issue 5)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f'"{missing}" is not an existing folder or file; check the path' in err
 
 
 def _script(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -8,13 +8,14 @@ from typing import Any
 from harmonize.errors import ConfigError, ModelError
 from harmonize.methods.base import FORMAT_VERSION, MODEL_FILE, Harmonizer, fingerprint
 from harmonize.methods.histogram import HistogramMatching
-from harmonize.methods.neural import CycleGANHarmonizer
+from harmonize.methods.neural import CycleGANHarmonizer, UNITHarmonizer
 from harmonize.methods.nyul import NyulStandardization
 from harmonize.storage import Storage, join
 
 # method name -> harmonizer class (the one place a method is looked up by name)
 REGISTRY: dict[str, type[Harmonizer]] = {
-    cls.method: cls for cls in (HistogramMatching, NyulStandardization, CycleGANHarmonizer)
+    cls.method: cls
+    for cls in (HistogramMatching, NyulStandardization, CycleGANHarmonizer, UNITHarmonizer)
 }
 
 

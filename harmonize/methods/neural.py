@@ -258,3 +258,13 @@ class CycleGANHarmonizer(NeuralHarmonizer):
         from harmonize.methods.cyclegan import build_generator
 
         return build_generator(model_config)
+
+
+class UNITHarmonizer(NeuralHarmonizer):
+    method: ClassVar[str] = "unit"
+
+    @staticmethod
+    def build_generator(model_config: dict[str, Any]) -> torch.nn.Module:
+        from harmonize.methods.unit import build_generator
+
+        return build_generator(model_config)
