@@ -162,10 +162,6 @@ _classical_train_command("histogram", "Fit histogram matching to a target-site r
 _classical_train_command("nyul", "Fit Nyúl piecewise-linear standardization to the target site.")
 
 
-# Methods planned but not built yet: the issue that tracks each (shown instead of a traceback).
-PLANNED_METHODS = {"unit": 5}
-
-
 def _neural_train_command(method: str, summary: str) -> None:
     @train.command(name=method, help=summary)
     @click.option("--source", required=True, type=URI, help="Source-site archive (look to change).")
@@ -219,14 +215,6 @@ def _neural_train_command(method: str, summary: str) -> None:
         resume: bool,
         progress: bool,
     ) -> None:
-        from harmonize.methods import REGISTRY
-
-        if method not in REGISTRY:
-            issue = f" (issue {PLANNED_METHODS[method]})" if method in PLANNED_METHODS else ""
-            trained = sorted(name for name, cls in REGISTRY.items() if cls.config_class is None)
-            raise HarmonizeError(
-                f"{method.upper()} is not available yet{issue}; trainable now: {trained}"
-            )
         from harmonize.distributed.train import train_distributed
         from harmonize.training import load_train_config
 
@@ -260,6 +248,94 @@ _neural_train_command("cyclegan", "Train CycleGAN (source -> target) with Ray Tr
 _neural_train_command("unit", "Train UNIT (shared-latent VAE-GAN) with Ray Train.")
 
 
+@train.command(name="classifier")
+@click.option("--archive", required=True, type=URI, help="Target-site archive (DICOM) to learn.")
+@click.option(
+    "--labels",
+    "labels_uri",
+    required=True,
+    type=URI,
+    help="Labels table (Parquet or .csv; image_id = SOPInstanceUID, label), e.g. the "
+    "labels.parquet that `harmonize synth` writes.",
+)
+@click.option(
+    "--out", required=True, type=URI, help="Output prefix: classifier.json, checkpoints/, cache/."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=URI,
+    default=None,
+    help="YAML classifier config, local or s3:// (example: jobs/configs/classifier.yaml).",
+)
+@click.option(
+    "--gpus",
+    type=click.IntRange(0),
+    default=0,
+    help="GPUs to train on: one Ray Train worker (DDP rank) per GPU.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    help="CPU workers (DDP over gloo) when --gpus is 0 [default: 1].",
+)
+@click.option("--steps", type=click.IntRange(1), default=None, help="Override the steps.")
+@click.option("--address", default=None, help="Ray cluster address (default: local Ray).")
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    help="Continue from the latest checkpoint under --out; --no-resume deletes "
+    "OUT/checkpoints/ and starts from step 0.",
+)
+@click.option("--progress/--no-progress", default=True)
+@click.pass_context
+def train_classifier_command(
+    ctx: click.Context,
+    archive: str,
+    labels_uri: str,
+    out: str,
+    config_path: str | None,
+    gpus: int,
+    workers: int | None,
+    steps: int | None,
+    address: str | None,
+    resume: bool,
+    progress: bool,
+) -> None:
+    """Train the target-site classifier (finding / no finding) with Ray Train."""
+    from harmonize.classifier import load_classifier_config
+    from harmonize.distributed.train import train_classifier_distributed
+
+    storage = _storage(ctx)
+    config = load_classifier_config(config_path, storage, steps=steps)
+    summary = train_classifier_distributed(
+        config,
+        archive,
+        labels_uri,
+        out,
+        gpus=gpus,
+        workers=workers,
+        storage=storage,
+        ray_address=address,
+        resume=resume,
+        progress=progress,
+    )
+    resumed = f", resumed from step {summary['start_step']}" if summary["start_step"] else ""
+    loss = summary["losses"].get("loss")
+    click.echo(
+        f"trained the classifier to step {summary['steps']} on {summary['workers']} worker(s) "
+        f"({'GPU' if gpus else 'CPU'}{resumed}) in {summary['seconds']:.1f} s; final loss "
+        + (f"{loss:.4f}" if loss is not None else "none reported")
+    )
+    val, n_train = summary["validation"], sum(summary["n_images"]["train"].values())
+    click.echo(
+        f"validation AUC {val['auc']:.3f} on {val['n']} held-out images ({val['finding']} with a "
+        f"finding, {val['no_finding']} without; {n_train} used for training)"
+    )
+    click.echo(f"model: {summary['model_uri']}")
+
+
 # -- run -----------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--method", required=True, help="Harmonization method of the model.")
@@ -273,7 +349,12 @@ _neural_train_command("unit", "Train UNIT (shared-latent VAE-GAN) with Ray Train
     default=None,
     help="Labels table (image_id, site, label) to join into the manifest.",
 )
-@click.option("--classifier", type=URI, default=None, help="Target-site classifier (scores).")
+@click.option(
+    "--classifier",
+    type=URI,
+    default=None,
+    help="Target-site classifier (harmonize train classifier): adds score_in / score_out.",
+)
 @click.option(
     "--mode",
     type=click.Choice(["direct", "curve"]),
@@ -336,8 +417,6 @@ def run(
         raise click.BadParameter(
             f'"{method}" is not one of {method_names()}', param_hint="--method"
         )
-    if classifier:
-        raise HarmonizeError("--classifier scoring is not available yet in this version")
     options = RunOptions(
         executor=executor,
         ray_address=address,
@@ -355,6 +434,7 @@ def run(
         method=method,
         model_uri=model_uri,
         mode=mode,
+        classifier_uri=classifier,
         storage=_storage(ctx),
         options=options,
     )
@@ -371,12 +451,20 @@ def run(
     type=click.Path(file_okay=False),
     help="Folder for report.html and the PNG figures.",
 )
+@click.option(
+    "--target-site",
+    default=None,
+    help="The target site's name in the manifests' site column: its images give the in-domain "
+    "AUC and the fallback target histogram, and are left out of the method tables.",
+)
 @click.pass_context
-def report(ctx: click.Context, manifests: tuple[str, ...], out_dir: str) -> None:
+def report(
+    ctx: click.Context, manifests: tuple[str, ...], out_dir: str, target_site: str | None
+) -> None:
     """Tables and figures from one or more run manifests (Markdown on stdout, HTML in --out)."""
     from harmonize.report import build_report
 
-    result = build_report(list(manifests), out_dir, storage=_storage(ctx))
+    result = build_report(list(manifests), out_dir, storage=_storage(ctx), target_site=target_site)
     click.echo(result.markdown)
     click.echo(f"\nreport: {result.html_path}", err=True)
 
@@ -401,6 +489,78 @@ def demo(ctx: click.Context, out_dir: str, n_per_site: int, matrix: int, executo
         echo=click.echo,
     )
     click.echo(f"\nopen the report: {result}")
+
+
+# -- experiment ----------------------------------------------------------------------------------
+@cli.command()
+@click.option("--out", "out_uri", required=True, type=URI, help="Output folder or s3:// prefix.")
+@click.option("--quick", is_flag=True, help="A minute-sized run of every step (CI).")
+@click.option("--n-train", type=click.IntRange(4), default=None, help="Training images per site.")
+@click.option("--n-test", type=click.IntRange(4), default=None, help="Test images per site.")
+@click.option("--matrix", type=click.IntRange(64, 8192), default=None, help="Image side (px).")
+@click.option("--seed", type=int, default=None, help="Training archive seed (test: seed + 1).")
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    type=click.Choice(["histogram", "nyul", "cyclegan", "unit"]),
+    help="Methods to compare (repeat; default: all).",
+)
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(["curve", "direct"]),
+    help="Output modes of the neural methods (repeat; default: both, --quick: curve).",
+)
+@click.option("--gan-steps", type=click.IntRange(1), default=None, help="GAN training steps.")
+@click.option(
+    "--gan-config",
+    "gan_configs",
+    multiple=True,
+    metavar="METHOD=YAML",
+    help="A GAN's training config (repeat; default: jobs/configs/<method>-cpu-quick.yaml).",
+)
+@click.option(
+    "--classifier-steps", type=click.IntRange(1), default=None, help="Classifier training steps."
+)
+@click.option(
+    "--classifier-config", type=URI, default=None, help="Classifier training config (YAML)."
+)
+@click.option(
+    "--lesion-strength",
+    type=click.FloatRange(0),
+    default=None,
+    help="Strength of the synthetic findings (the benchmark's difficulty).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["ray", "local"]),
+    default=None,
+    help="Runs on local Ray Data (default) or in one process.",
+)
+@click.option("--progress/--no-progress", default=False)
+@click.pass_context
+def experiment(ctx: click.Context, out_uri: str, quick: bool, progress: bool, **flags: Any) -> None:
+    """The paper's benchmark end to end: synth, classifier, every method, runs, report."""
+    from harmonize.experiment import ExperimentConfig, run_experiment
+
+    overrides = {k: v for k, v in flags.items() if v is not None and v != ()}
+    if "gan_configs" in overrides:
+        pairs = [item.partition("=") for item in overrides["gan_configs"]]
+        if any(not sep or not path for _, sep, path in pairs):
+            raise click.BadParameter("write METHOD=YAML", param_hint="--gan-config")
+        overrides["gan_configs"] = tuple((method, path) for method, _, path in pairs)
+    for key in ("methods", "modes"):
+        if key in overrides:
+            overrides[key] = tuple(dict.fromkeys(overrides[key]))
+    config = ExperimentConfig.quick(**overrides) if quick else ExperimentConfig(**overrides)
+    result = run_experiment(
+        config, out_uri, storage=_storage(ctx), echo=click.echo, progress=progress
+    )
+    click.echo("")
+    click.echo(result.report.markdown)
+    click.echo(f"open the report: {result.report.html_path}")
 
 
 # -- bench ---------------------------------------------------------------------------------------

@@ -28,7 +28,15 @@ MANIFEST_DIR = "manifest"
 
 STATUS_OK, STATUS_ERROR, STATUS_SKIPPED = "ok", "error", "skipped"
 
-STAGE_SECONDS = ("read_s", "decode_s", "harmonize_s", "metrics_s", "encode_s", "write_s")
+STAGE_SECONDS = (
+    "read_s",
+    "decode_s",
+    "harmonize_s",
+    "score_s",
+    "metrics_s",
+    "encode_s",
+    "write_s",
+)
 
 SCHEMA = pa.schema(
     [
@@ -58,6 +66,8 @@ SCHEMA = pa.schema(
         ("hist_out", pa.list_(pa.float32())),
         ("score_in", pa.float64()),
         ("score_out", pa.float64()),
+        ("classifier_uri", pa.string()),  # the classifier that made score_in / score_out
+        ("classifier_hash", pa.string()),
         *[(name, pa.float64()) for name in STAGE_SECONDS],
         ("processed_at", pa.timestamp("us", tz="UTC")),
     ]

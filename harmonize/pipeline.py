@@ -1,6 +1,7 @@
 """The per-object stages of a harmonization run, as plain functions (no Ray).
 
-A run takes each listed object through ``read_and_decode`` → ``harmonize_and_measure`` →
+A run takes each listed object through ``read_and_decode`` → ``harmonize_and_measure``
+(harmonize, classify original and harmonized when a classifier is given, SSIM and histograms) →
 ``encode_and_write`` and ends with one manifest row. Every stage catches its own failures: an
 object that cannot be read, decoded, harmonized or written becomes a row with ``status="error"``
 and the reason, and later stages pass it through untouched, so count in = count out.
@@ -19,10 +20,10 @@ import hashlib
 import json
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -34,6 +35,13 @@ from harmonize.metrics import HIST_BINS, intensity_histogram, ssim
 from harmonize.storage import Storage, join
 
 PAYLOAD = ("pixels", "out_pixels", "header")
+
+
+class Scorer(Protocol):
+    """What the score stage needs from a classifier (``harmonize.classifier.Classifier``)."""
+
+    def score(self, images: Sequence[np.ndarray]) -> np.ndarray: ...
+
 
 # SSIM in the manifest: Wang et al. (2004) Gaussian-window SSIM on display intensities in [0, 1],
 # equal to skimage's structural_similarity(..., gaussian_weights=True, sigma=1.5,
@@ -58,18 +66,30 @@ class RunSpec:
     run_id: str
     mode: str = "direct"
     code_version: str = __version__
+    classifier_uri: str | None = None
+    classifier_hash: str | None = None
 
     @property
-    def config_hash(self) -> str:
+    def pixels_hash(self) -> str:
         """Identifies everything that decides the output pixels: method, model content, mode.
-        Objects already ``ok`` under the same hash are skipped by a re-run."""
+        Names the folder of the derived images and seeds their new UIDs."""
         key = json.dumps([self.method, self.model_hash, self.mode], sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
+    @property
+    def config_hash(self) -> str:
+        """Identifies everything that decides a manifest row: the pixels and, when scores are
+        asked for, the classifier. Objects already ``ok`` under the same hash are skipped by a
+        re-run (a run that adds a classifier therefore scores every object again)."""
+        if self.classifier_hash is None:
+            return self.pixels_hash
+        key = json.dumps([self.pixels_hash, self.classifier_hash])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
     def out_uri_for(self, source_uri: str) -> str:
-        """Where the derived image of ``source_uri`` goes: OUT/images/<method>/<config>/<rel>."""
+        """Where the derived image of ``source_uri`` goes: OUT/images/<method>/<pixels>/<rel>."""
         rel = relative_path(self.input_uri, source_uri)
-        return join(self.out_uri, "images", self.method, self.config_hash, rel)
+        return join(self.out_uri, "images", self.method, self.pixels_hash, rel)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "config_hash": self.config_hash}
@@ -95,6 +115,8 @@ def new_row(
         model_uri=spec.model_uri,
         model_hash=spec.model_hash,
         config_hash=spec.config_hash,
+        classifier_uri=spec.classifier_uri,
+        classifier_hash=spec.classifier_hash,
         code_version=spec.code_version,
         run_id=spec.run_id,
         status=STATUS_OK,
@@ -180,9 +202,49 @@ def _measure(row: dict[str, Any]) -> None:
     row["pixels"] = None  # only the harmonized pixels travel on to the encoder
 
 
-def harmonize_and_measure(row: dict[str, Any], harmonizer: Harmonizer) -> dict[str, Any]:
-    """Stage 2 (accelerator when present): harmonize, then SSIM and histograms."""
-    return _measure(_harmonize(row, harmonizer))
+@_stage("score", "score_s")
+def _score(row: dict[str, Any], classifier: Scorer) -> None:
+    score_in, score_out = classifier.score([pixels_of(row), pixels_of(row, "out_pixels")])
+    row["score_in"], row["score_out"] = float(score_in), float(score_out)
+
+
+def _score_batch(rows: list[dict[str, Any]], classifier: Scorer) -> None:
+    """Score the original and the harmonized image of every ok row in one classifier call;
+    if that call fails, score row by row so that only the rows at fault become errors."""
+    ok = [r for r in rows if r.get("status") == STATUS_OK]
+    if not ok:
+        return
+    start = time.perf_counter()
+    try:
+        images = [im for r in ok for im in (pixels_of(r), pixels_of(r, "out_pixels"))]
+        scores = np.asarray(classifier.score(images), dtype=np.float64).reshape(len(ok), 2)
+    except Exception:  # noqa: BLE001 - find the row at fault, one at a time
+        for row in ok:
+            _score(row, classifier)
+        return
+    seconds = (time.perf_counter() - start) / len(ok)
+    for row, (score_in, score_out) in zip(ok, scores, strict=True):
+        row["score_in"], row["score_out"] = float(score_in), float(score_out)
+        row["score_s"] = seconds
+
+
+def harmonize_and_measure(
+    row: dict[str, Any], harmonizer: Harmonizer, classifier: Scorer | None = None
+) -> dict[str, Any]:
+    """Stage 2 (accelerator when present): harmonize, classify original and harmonized (when
+    a classifier is given), then SSIM and histograms."""
+    return harmonize_and_measure_batch([row], harmonizer, classifier)[0]
+
+
+def harmonize_and_measure_batch(
+    rows: list[dict[str, Any]], harmonizer: Harmonizer, classifier: Scorer | None = None
+) -> list[dict[str, Any]]:
+    """Stage 2 on a batch: each row harmonized, the batch scored in one classifier call, each
+    row measured. One bad row becomes an error row; the others go on."""
+    rows = [_harmonize(row, harmonizer) for row in rows]
+    if classifier is not None:
+        _score_batch(rows, classifier)
+    return [_measure(row) for row in rows]
 
 
 @_stage("encode", "encode_s")
@@ -193,7 +255,7 @@ def _encode(row: dict[str, Any], spec: RunSpec) -> None:
         pixels_of(row, "out_pixels"),
         method=spec.method,
         description=f"harmonize {spec.method} ({spec.mode}) model {spec.model_hash}",
-        uid_entropy=[spec.method, spec.config_hash],  # source UIDs are mixed in by dicom.py
+        uid_entropy=[spec.method, spec.pixels_hash],  # source UIDs are mixed in by dicom.py
     )  # the encoded file replaces the header payload until it is written
 
 
@@ -214,9 +276,13 @@ def encode_and_write(row: dict[str, Any], spec: RunSpec, storage: Storage) -> di
 
 
 def process_object(
-    row: dict[str, Any], harmonizer: Harmonizer, spec: RunSpec, storage: Storage
+    row: dict[str, Any],
+    harmonizer: Harmonizer,
+    spec: RunSpec,
+    storage: Storage,
+    classifier: Scorer | None = None,
 ) -> dict[str, Any]:
     """All stages for one object in this process (the sequential reference path)."""
     row = read_and_decode(row, storage)
-    row = harmonize_and_measure(row, harmonizer)
+    row = harmonize_and_measure(row, harmonizer, classifier)
     return encode_and_write(row, spec, storage)

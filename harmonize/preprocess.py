@@ -71,7 +71,8 @@ def resize_short_side(image: np.ndarray, size: int) -> np.ndarray:
     out_shape = resized_shape(array.shape[0], array.shape[1], size)
     if out_shape == array.shape:
         return array.copy()
-    tensor = torch.from_numpy(np.ascontiguousarray(array))[None, None]
+    # torch wants a writable array (pixels decoded from a buffer are read-only): copy those
+    tensor = torch.from_numpy(np.require(array, requirements=["C", "W"]))[None, None]
     resized = F.interpolate(
         tensor, size=out_shape, mode="bilinear", antialias=True, align_corners=False
     )[0, 0].numpy()

@@ -14,12 +14,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from harmonize.errors import ConfigError, StorageError
+from harmonize.errors import ConfigError, ModelError, StorageError
 from harmonize.manifest import (
     STATUS_SKIPPED,
     ManifestWriter,
@@ -30,6 +30,9 @@ from harmonize.manifest import (
 from harmonize.methods import LoadedModel, load_model
 from harmonize.pipeline import RunSpec, new_row, process_object, relative_path
 from harmonize.storage import ObjectInfo, Storage
+
+if TYPE_CHECKING:
+    from harmonize.classifier import Classifier
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
@@ -144,11 +147,31 @@ def plan(
     return todo, skipped
 
 
+def load_run_classifier(spec: RunSpec, storage: Storage) -> Classifier | None:
+    """The run's classifier (None without one), checked to be the one the run planned with
+    (a model rewritten under the same URI mid-run must not mix into one config_hash)."""
+    if spec.classifier_uri is None:
+        return None
+    from harmonize.classifier import load_classifier
+
+    classifier = load_classifier(spec.classifier_uri, storage)
+    if classifier.model_hash != spec.classifier_hash:
+        raise ModelError(
+            f'the classifier at "{spec.classifier_uri}" changed during run {spec.run_id} '
+            f"(hash {classifier.model_hash}, planned {spec.classifier_hash}); start a new run"
+        )
+    return classifier
+
+
 def _local_rows(
-    rows: list[dict[str, Any]], model: LoadedModel, spec: RunSpec, storage: Storage
+    rows: list[dict[str, Any]],
+    model: LoadedModel,
+    classifier: Classifier | None,
+    spec: RunSpec,
+    storage: Storage,
 ) -> Iterator[dict[str, Any]]:
     for row in rows:
-        yield process_object(row, model.harmonizer, spec, storage)
+        yield process_object(row, model.harmonizer, spec, storage, classifier)
 
 
 def _with_labels(
@@ -170,18 +193,26 @@ def run_harmonization(
     method: str,
     model_uri: str,
     mode: str = "direct",
+    classifier_uri: str | None = None,
     storage: Storage | None = None,
     options: RunOptions | None = None,
 ) -> RunSummary:
     """Harmonize every object under ``input_uri`` with the model at ``model_uri``.
 
     Writes derived DICOM under ``OUT/images/`` and one manifest row per listed object under
-    ``OUT/manifest/run=<run_id>/``. Objects already ``ok`` for the same method, model and mode are
-    skipped (and recorded as ``skipped``).
+    ``OUT/manifest/run=<run_id>/``. With ``classifier_uri`` (``harmonize train classifier``),
+    every row also gets the classifier's score of the original (``score_in``) and of the
+    harmonized image (``score_out``). Objects already ``ok`` for the same method, model, mode and
+    classifier are skipped (and recorded as ``skipped``).
     """
     store = storage or Storage()
     opts = options or RunOptions()
     model = load_model(model_uri, store, expected_method=method, mode=mode)
+    classifier = None
+    if classifier_uri is not None:
+        from harmonize.classifier import load_classifier
+
+        classifier = load_classifier(classifier_uri, store)
     spec = RunSpec(
         input_uri=store.normalize(input_uri),
         out_uri=store.normalize(out_uri),
@@ -190,6 +221,8 @@ def run_harmonization(
         model_hash=model.model_hash,
         run_id=opts.run_id or new_run_id(),
         mode=mode,
+        classifier_uri=classifier_uri,
+        classifier_hash=classifier.model_hash if classifier is not None else None,
     )
     labels = load_labels(opts.labels_uri, store) if opts.labels_uri else {}
     start = time.perf_counter()
@@ -204,7 +237,7 @@ def run_harmonization(
 
             produced = stream_rows(todo, spec, store, opts)
         else:
-            produced = _local_rows(todo, model, spec, store)
+            produced = _local_rows(todo, model, classifier, spec, store)
         bar = _progress(len(todo), opts.progress)
         for row in _with_labels(produced, labels):
             writer.add([row])

@@ -1,6 +1,6 @@
 """The streaming run on Ray Data: decode on CPU tasks → harmonize + measure → encode/write tasks.
 
-    rows (one per object) ─ read_and_decode ─► harmonize_and_measure ─► encode_and_write
+    rows (one per object) ─ read_and_decode ─► harmonize_and_measure (+ scores) ─► encode_and_write
                                                                        ─► manifest rows (driver)
 
 The stages are the plain functions of ``harmonize.pipeline``; this module only wires them into
@@ -32,12 +32,13 @@ from harmonize.methods import Harmonizer, load_model
 from harmonize.pipeline import (
     PAYLOAD,
     RunSpec,
+    Scorer,
     encode_and_write,
-    harmonize_and_measure,
+    harmonize_and_measure_batch,
     mark_failed,
     read_and_decode,
 )
-from harmonize.run import RunOptions
+from harmonize.run import RunOptions, load_run_classifier
 from harmonize.storage import Storage
 
 STREAM_SCHEMA = pa.schema([*SCHEMA, *[pa.field(k, pa.large_binary()) for k in PAYLOAD]])
@@ -49,23 +50,26 @@ def _table(rows: list[dict[str, Any]], schema: pa.Schema = STREAM_SCHEMA) -> pa.
 
 
 @lru_cache(maxsize=2)
-def _load_checked(spec: RunSpec, storage: Storage) -> Harmonizer:
-    """The run's model, loaded once per process and checked to be the one the run planned with
-    (a model rewritten under the same URI mid-run must not mix into one config_hash)."""
+def _load_checked(spec: RunSpec, storage: Storage) -> tuple[Harmonizer, Scorer | None]:
+    """The run's model (and classifier), loaded once per process and checked to be the ones the
+    run planned with (a model rewritten under the same URI mid-run must not mix into one
+    config_hash)."""
     model = load_model(spec.model_uri, storage, expected_method=spec.method, mode=spec.mode)
     if model.model_hash != spec.model_hash:
         raise ModelError(
             f'the model at "{spec.model_uri}" changed during run {spec.run_id} '
             f"(hash {model.model_hash}, planned {spec.model_hash}); start a new run"
         )
-    return model.harmonizer
+    return model.harmonizer, load_run_classifier(spec, storage)
 
 
-def _harmonize_rows(rows: list[dict[str, Any]], harmonizer: Harmonizer) -> pa.Table:
+def _harmonize_rows(
+    rows: list[dict[str, Any]], harmonizer: Harmonizer, classifier: Scorer | None
+) -> pa.Table:
     import torch
 
     with torch.inference_mode():
-        return _table([harmonize_and_measure(row, harmonizer) for row in rows])
+        return _table(harmonize_and_measure_batch(rows, harmonizer, classifier))
 
 
 def _decode_batch(batch: pa.Table, storage: Storage) -> pa.Table:
@@ -75,11 +79,11 @@ def _decode_batch(batch: pa.Table, storage: Storage) -> pa.Table:
 def _harmonize_batch(batch: pa.Table, spec: RunSpec, storage: Storage) -> pa.Table:
     rows = batch.to_pylist()
     try:
-        harmonizer = _load_checked(spec, storage)
+        harmonizer, classifier = _load_checked(spec, storage)
     except Exception as err:  # noqa: BLE001 - the rows say why instead of a crashed run
         failed = [mark_failed(r, "harmonize", err) if r["status"] == "ok" else r for r in rows]
         return _table(failed)
-    return _harmonize_rows(rows, harmonizer)
+    return _harmonize_rows(rows, harmonizer, classifier)
 
 
 def _encode_batch(batch: pa.Table, spec: RunSpec, storage: Storage) -> pa.Table:
@@ -87,14 +91,14 @@ def _encode_batch(batch: pa.Table, spec: RunSpec, storage: Storage) -> pa.Table:
 
 
 class HarmonizeActor:
-    """Loads the model once per actor and harmonizes + measures each batch (Ray's predictor
-    pattern), on the actor's GPU when it has one."""
+    """Loads the model (and classifier) once per actor and harmonizes, scores and measures each
+    batch (Ray's predictor pattern), on the actor's GPU when it has one."""
 
     def __init__(self, spec: RunSpec, storage: Storage) -> None:
-        self.harmonizer = _load_checked(spec, storage)
+        self.harmonizer, self.classifier = _load_checked(spec, storage)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return _harmonize_rows(batch.to_pylist(), self.harmonizer)
+        return _harmonize_rows(batch.to_pylist(), self.harmonizer, self.classifier)
 
 
 def stream_rows(

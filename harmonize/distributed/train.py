@@ -13,6 +13,10 @@ S3: `Storage` carries the endpoint; credentials come from the environment of eac
 Ray workers inherit the driver's; on a cluster, the AWS_* variables set on the driver are passed
 to the workers in their runtime_env (clusters with an IAM role set none, and none are passed).
 
+The target-site classifier (``train_classifier_distributed``) runs the same way around
+``classifier.train_classifier``: the driver decodes and labels the archive once
+(OUT/cache/classifier-data-<key>.npz), rank 0 writes OUT/classifier.json.
+
 Progress: Ray does not forward the workers' output here, so the driver shows its own bar, fed by
 the ``metrics.jsonl`` that rank 0 rewrites every ``log_every`` steps.
 """
@@ -28,6 +32,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from harmonize import training
+from harmonize.classifier import (
+    ClassifierConfig,
+    ClassifierData,
+    ClassifierResult,
+    prepare_classifier_data,
+    read_label_table,
+    train_classifier,
+)
 from harmonize.distributed import init_ray
 from harmonize.distributed.jobs import aws_env
 from harmonize.errors import ConfigError, HarmonizeError
@@ -160,9 +172,16 @@ def train_worker(params: dict[str, Any]) -> dict[str, Any]:
 class MetricsProgress:
     """A driver-side progress bar fed by rank 0's ``metrics.jsonl`` (polled in a thread)."""
 
-    def __init__(self, out_uri: str, storage: Storage, total: int, enabled: bool) -> None:
+    def __init__(
+        self,
+        out_uri: str,
+        storage: Storage,
+        total: int,
+        enabled: bool,
+        keys: tuple[str, ...] = ("g_total", "d_b"),
+    ) -> None:
         self.uri = join(out_uri, METRICS_FILE)
-        self.storage, self.total, self.enabled = storage, total, enabled
+        self.storage, self.total, self.enabled, self.keys = storage, total, enabled, keys
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -188,9 +207,7 @@ class MetricsProgress:
                     continue
                 if last:
                     bar.n = int(last.get("step", 0))
-                    bar.set_postfix(
-                        {k: f"{v:.3f}" for k, v in last.items() if k in ("g_total", "d_b")}
-                    )
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in last.items() if k in self.keys})
 
 
 def _root_cause(err: BaseException) -> BaseException:
@@ -307,6 +324,189 @@ def train_distributed(
         "model_uri": result.model_uri,
         "losses": result.losses,
         "validation": result.validation,
+        "workers": n_workers,
+        "gpus": gpus,
+        "data_uri": data_uri,
+        "data_cached": cached,
+        "ray_train_path": join(out_uri, RAY_TRAIN_FOLDER, run_name),
+    }
+
+
+# -- the target-site classifier --------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClassifierWorkerJob:
+    """Everything a classifier training worker needs (pickled to each worker)."""
+
+    config: ClassifierConfig
+    data_uri: str
+    out_uri: str
+    storage: Storage
+
+
+def classifier_data_cache_key(
+    archive_uri: str, labels_uri: str, input_size: int, storage: Storage
+) -> str:
+    """A hash of the archive's listing (URI + ETag of every image), the labels table's content
+    and the input size."""
+    listing = [[o.uri, o.etag] for o in storage.list(archive_uri, suffixes=DICOM_SUFFIXES)]
+    if not listing:
+        raise ConfigError(f'no images under "{archive_uri}" ending with {list(DICOM_SUFFIXES)}')
+    labels = json.dumps(sorted(read_label_table(labels_uri, storage).items()))
+    text = json.dumps({"input_size": input_size, "images": listing, "labels": labels})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached_classifier_data(
+    archive_uri: str,
+    labels_uri: str,
+    out_uri: str,
+    input_size: int,
+    storage: Storage,
+    progress: bool = True,
+) -> tuple[str, bool, ClassifierData]:
+    """The URI of the decoded, labelled images under ``OUT/cache/``, whether they were already
+    there, and the data itself (decoded and saved here when it was not there)."""
+    key = classifier_data_cache_key(archive_uri, labels_uri, input_size, storage)
+    uri = join(out_uri, CACHE_FOLDER, f"classifier-data-{key}.npz")
+    if storage.exists(uri):
+        return uri, True, ClassifierData.load(uri, storage)
+    data = prepare_classifier_data(
+        archive_uri, labels_uri, input_size, storage=storage, progress=progress
+    )
+    data.save(uri, storage)  # whole or not at all
+    return uri, False, data
+
+
+def classifier_train_worker(params: dict[str, Any]) -> dict[str, Any]:
+    """The per-worker function of the classifier: like ``train_worker``, around
+    ``classifier.train_classifier``. Returns the `ClassifierResult` as a dict."""
+    import ray.train
+    import ray.train.torch
+
+    job: ClassifierWorkerJob = params["job"]
+    ctx = ray.train.get_context()
+    data = ClassifierData.load(job.data_uri, job.storage)
+
+    def report(metrics: dict[str, float], step: int) -> None:
+        ray.train.report({**metrics, "step": step})
+
+    result = train_classifier(
+        job.config,
+        data,
+        job.out_uri,
+        storage=job.storage,
+        rank=ctx.get_world_rank(),
+        world_size=ctx.get_world_size(),
+        wrap=ray.train.torch.prepare_model,
+        report=report,
+        resume=True,  # a restart after a failure continues from the latest checkpoint
+        progress=False,
+        device=ray.train.torch.get_device(),
+    )
+    return asdict(result)
+
+
+def train_classifier_distributed(
+    config: ClassifierConfig,
+    archive_uri: str,
+    labels_uri: str,
+    out_uri: str,
+    *,
+    gpus: int = 0,
+    workers: int | None = None,
+    storage: Storage,
+    ray_address: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    max_failures: int = MAX_FAILURES,
+) -> dict[str, Any]:
+    """Train the target-site classifier with Ray Train and save it under ``out_uri``.
+
+    The driver decodes and labels the archive once (cached under ``OUT/cache/``) and checks the
+    split before Ray starts; each worker trains with its own sampling stream (DDP via
+    ``prepare_model``); rank 0 writes checkpoints, logs and ``classifier.json``.
+
+    Args:
+        config: the classifier configuration (`harmonize.classifier.load_classifier_config`).
+        archive_uri: the target site's archive (DICOM under this prefix).
+        labels_uri: the labels table (image_id = SOPInstanceUID, label).
+        out_uri, gpus, workers, storage, ray_address, resume, progress, max_failures: as for
+            ``train_distributed``.
+
+    Returns:
+        steps, start_step, seconds, prepare_seconds, train_seconds, model_uri, losses,
+        validation (ROC AUC, loss, accuracy, counts), n_images (per split and class),
+        n_skipped, workers, gpus, data_uri, data_cached, ray_train_path.
+
+    Raises:
+        HarmonizeError: bad settings or inputs (no labels table, no labelled images, one
+            class), a worker's own HarmonizeError, or training that failed after
+            ``max_failures`` restarts.
+    """
+    if gpus < 0 or (workers is not None and workers < 1):
+        raise ConfigError(f"gpus must be >= 0 and workers >= 1, got gpus={gpus} workers={workers}")
+    if gpus and workers is not None and workers != gpus:
+        raise ConfigError(
+            f"--workers {workers} is for CPU training; with --gpus {gpus} there is one worker "
+            "per GPU"
+        )
+    start = time.perf_counter()
+    data_uri, cached, data = cached_classifier_data(
+        archive_uri, labels_uri, out_uri, config.input_size, storage, progress
+    )
+    split = data.split(config.val_fraction)  # a class too small to split fails here, not in Ray
+    prepare_seconds = time.perf_counter() - start
+    if not resume:
+        clear_checkpoints(out_uri, storage)
+    init_ray(ray_address)  # sets RAY_TRAIN_V2_ENABLED before ray.train is imported
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    n_workers = gpus or workers or 1
+    storage_path, filesystem = ray_train_storage(out_uri, storage)
+    run_name = f"classifier-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+    job = ClassifierWorkerJob(config=config, data_uri=data_uri, out_uri=out_uri, storage=storage)
+    env = aws_env()
+    trainer_class: Any = TorchTrainer  # Train V2 at runtime (see train_distributed)
+    run_config_class: Any = ray.train.RunConfig
+    trainer = trainer_class(
+        classifier_train_worker,
+        train_loop_config={"job": job},
+        scaling_config=ray.train.ScalingConfig(num_workers=n_workers, use_gpu=bool(gpus)),
+        run_config=run_config_class(
+            name=run_name,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            worker_runtime_env={"env_vars": env} if env else None,
+        ),
+    )
+    try:
+        with MetricsProgress(out_uri, storage, config.steps, progress, keys=("loss", "val_auc")):
+            fitted = trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        cause = _root_cause(err)
+        if isinstance(cause, HarmonizeError):
+            raise cause from err
+        raise HarmonizeError(
+            f"classifier training failed ({max_failures} restart(s) allowed): {cause!r}; Ray "
+            f"Train run files: {join(out_uri, RAY_TRAIN_FOLDER, run_name)}"
+        ) from err
+    result = ClassifierResult(**fitted.return_value)  # rank 0's
+    return {
+        "steps": result.steps,
+        "start_step": result.start_step,
+        "seconds": round(time.perf_counter() - start, 2),
+        "prepare_seconds": round(prepare_seconds, 2),
+        "train_seconds": round(result.seconds, 2),
+        "model_uri": result.model_uri,
+        "losses": result.losses,
+        "validation": result.validation,
+        "n_images": {
+            "train": data.counts(split.train),
+            "validation": data.counts(split.validation),
+        },
+        "n_skipped": dict(data.skipped),
         "workers": n_workers,
         "gpus": gpus,
         "data_uri": data_uri,

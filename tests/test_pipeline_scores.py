@@ -1,0 +1,97 @@
+"""The score stage of the pipeline: original and harmonized images scored in one call per batch,
+each score on its own row; a scorer failure on one image makes only that row an error."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from harmonize.methods import create_harmonizer
+from harmonize.pipeline import RunSpec, harmonize_and_measure_batch
+
+rng = np.random.default_rng(0)
+
+
+class MeanScorer:
+    """Scores an image by its mean intensity; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        self.calls.append(len(images))
+        return np.array([float(np.mean(im)) for im in images])
+
+
+class PickyScorer(MeanScorer):
+    """Fails on any image whose side is 40 px (stands in for an image a model cannot take)."""
+
+    def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        if any(40 in im.shape for im in images):
+            raise ValueError("cannot score a 40-px image")
+        return super().score(images)
+
+
+def _rows(shapes: list[tuple[int, int]]) -> list[dict]:
+    rows = []
+    for index, (h, w) in enumerate(shapes):
+        pixels = rng.random((h, w), dtype=np.float32) ** (1 + index)
+        rows.append(
+            {
+                "image_id": f"1.2.{index}",
+                "status": "ok",
+                "rows": h,
+                "cols": w,
+                "pixels": pixels.tobytes(),
+            }
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def harmonizer():
+    target = [rng.random((48, 48), dtype=np.float32) ** 2 for _ in range(3)]
+    return create_harmonizer("histogram").fit(target)
+
+
+def test_each_row_gets_the_scores_of_its_own_original_and_harmonized_image(harmonizer) -> None:
+    rows = _rows([(32, 32), (48, 32), (32, 64)])
+    originals = [np.frombuffer(r["pixels"], np.float32).reshape(r["rows"], r["cols"]) for r in rows]
+    scorer = MeanScorer()
+    out = harmonize_and_measure_batch(rows, harmonizer, scorer)
+    assert scorer.calls == [6]  # one call for the batch: 3 originals + 3 harmonized
+    for row, original in zip(out, originals, strict=True):
+        assert row["status"] == "ok"
+        assert row["score_in"] == pytest.approx(float(original.mean()), abs=1e-7)
+        harmonized = harmonizer.transform(original)
+        assert row["score_out"] == pytest.approx(float(harmonized.mean()), abs=1e-6)
+        assert row["score_s"] >= 0 and row["ssim"] is not None
+
+
+def test_a_scorer_failure_on_one_image_becomes_that_rows_error_only(harmonizer) -> None:
+    rows = _rows([(32, 32), (40, 32), (32, 64)])
+    out = harmonize_and_measure_batch(rows, harmonizer, PickyScorer())
+    assert [r["status"] for r in out] == ["ok", "error", "ok"]
+    assert out[1]["error"].startswith("score: ValueError: cannot score a 40-px image")
+    assert out[1].get("score_in") is None and out[1]["pixels"] is None
+    assert all(r["score_in"] is not None for r in (out[0], out[2]))
+
+
+def test_without_a_classifier_rows_have_no_scores(harmonizer) -> None:
+    out = harmonize_and_measure_batch(_rows([(32, 32)]), harmonizer, None)
+    assert out[0]["status"] == "ok" and out[0].get("score_in") is None
+
+
+def test_adding_a_classifier_changes_the_skip_key_but_not_the_image_folder() -> None:
+    plain = RunSpec("in", "out", "histogram", "m", "abc", "run-1")
+    scored = RunSpec("in", "out", "histogram", "m", "abc", "run-1", "direct", "v", "clf", "h1")
+    other = RunSpec("in", "out", "histogram", "m", "abc", "run-1", "direct", "v", "clf", "h2")
+    assert plain.config_hash == plain.pixels_hash  # old manifests keep their keys
+    assert len({plain.config_hash, scored.config_hash, other.config_hash}) == 3
+    assert (
+        plain.out_uri_for("in/a.dcm")
+        == scored.out_uri_for("in/a.dcm")
+        == other.out_uri_for("in/a.dcm")
+    )
