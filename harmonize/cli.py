@@ -588,22 +588,22 @@ def bench_ssim(sizes: str, n_images: int, repeats: int) -> None:
 @bench.command(name="run")
 @click.option(
     "--method",
-    type=click.Choice(["histogram", "nyul", "cyclegan"]),
+    type=click.Choice(["histogram", "nyul", "cyclegan", "unit"]),
     default="histogram",
-    help="histogram/nyul: stream vs sequential loop + memory; cyclegan: curve vs direct mode.",
+    help="histogram/nyul: stream vs sequential loop + memory; cyclegan/unit: curve vs direct.",
 )
 @click.option(
     "--model",
     "model_uri",
     type=URI,
     default=None,
-    help="cyclegan: a trained model (default: the architecture, untrained weights).",
+    help="cyclegan/unit: a trained model (default: the architecture, untrained weights).",
 )
 @click.option(
     "--n-images",
     type=click.IntRange(2),
     default=None,
-    help="Images per archive (histogram/nyul: 32, and a 4x archive; cyclegan: 8).",
+    help="Images per archive (histogram/nyul: 32, and a 4x archive; cyclegan/unit: 8).",
 )
 @click.option("--matrix", type=click.IntRange(64), default=2048, help="Image size in pixels.")
 @click.option(
@@ -620,7 +620,7 @@ def bench_run(
     mode at full resolution (neural methods)."""
     from harmonize.benchmarks.run import run_mode_benchmark, run_run_benchmark
 
-    if method == "cyclegan":
+    if method in ("cyclegan", "unit"):
         run_mode_benchmark(
             method=method,
             model_uri=model_uri,

@@ -221,7 +221,7 @@ def run_experiment(
         model_uri = join(out_uri, "models", method)
         done = step(f"fit_{method}", f"fitting {method} ({config.source_site} → target)")
         if method in CLASSICAL_METHODS:
-            fit_classical(method, target_train, model_uri, storage=store)
+            fit_classical(method, target_train, model_uri, storage=store, progress=progress)
         else:
             gan_config = load_train_config(
                 config.gan_config(method), store, method=method, steps=config.gan_steps

@@ -194,7 +194,6 @@ def run_mode_benchmark(
     import torch
 
     from harmonize.distributed import init_ray
-    from harmonize.methods.cyclegan import CycleGANConfig, CycleGANRecipe
     from harmonize.methods.neural import save_neural_model
     from harmonize.synth import synthesize_archive
 
@@ -211,11 +210,11 @@ def run_mode_benchmark(
         synthesize_archive(
             source, ["portable-like"], n_images, seed=3, matrix=matrix, progress=False
         )
-        if model_uri is None:
-            if method != "cyclegan":
-                raise ValueError("pass --model for methods other than cyclegan")
+        if model_uri is None:  # the method's default architecture, initial weights
+            from harmonize.training import METHODS
+
             model_uri = str(base / "model")
-            recipe = CycleGANRecipe(CycleGANConfig(), steps=1, device=torch.device("cpu"), seed=0)
+            recipe = METHODS[method].recipe({}, steps=1, device=torch.device("cpu"), seed=0)
             save_neural_model(
                 model_uri,
                 method=method,
