@@ -40,7 +40,9 @@ def classifier_model(archive: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return out
 
 
-def _scored_run(archive: Path, model: str, classifier: str | None, out: Path, executor: str):
+def _scored_run(
+    archive: Path, model: str, classifier: str | None, out: Path, executor: str, run_id=None
+):
     return run_harmonization(
         input_uri=str(archive / SOURCE),
         out_uri=str(out),
@@ -48,14 +50,17 @@ def _scored_run(archive: Path, model: str, classifier: str | None, out: Path, ex
         model_uri=model,
         classifier_uri=classifier,
         options=RunOptions(
-            executor=executor, labels_uri=str(archive / "labels.parquet"), progress=False
+            executor=executor,
+            labels_uri=str(archive / "labels.parquet"),
+            progress=False,
+            run_id=run_id,
         ),
     )
 
 
-def _latest(out: Path) -> pd.DataFrame:
+def _rows_of(out: Path, run_id: str) -> pd.DataFrame:
     df = read_manifest(str(out)).to_pandas()
-    return df[df.run_id == df.run_id.max()]
+    return df[df.run_id == run_id]
 
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
@@ -85,15 +90,16 @@ def test_scores_in_the_manifest_equal_scoring_the_images_directly(
 def test_the_classifier_is_part_of_the_skip_key(
     archive: Path, histogram_model: str, classifier_model: str, tmp_path: Path
 ) -> None:
-    _scored_run(archive, histogram_model, None, tmp_path, "local")
-    plain = _latest(tmp_path)
-    assert plain.score_in.isna().all()
-    _scored_run(archive, histogram_model, classifier_model, tmp_path, "local")
-    scored = _latest(tmp_path)
+    _scored_run(archive, histogram_model, None, tmp_path, "local", "1-plain")
+    plain = _rows_of(tmp_path, "1-plain")
+    assert len(plain) == 8 and plain.score_in.isna().all()
+    _scored_run(archive, histogram_model, classifier_model, tmp_path, "local", "2-scored")
+    scored = _rows_of(tmp_path, "2-scored")
     assert (scored.status == "ok").all() and scored.score_in.notna().all()  # not skipped
     assert set(scored.out_uri) == set(plain.out_uri)  # same pixels, same derived files
-    _scored_run(archive, histogram_model, classifier_model, tmp_path, "local")
-    assert (_latest(tmp_path).status == "skipped").all()
+    _scored_run(archive, histogram_model, classifier_model, tmp_path, "local", "3-again")
+    again = _rows_of(tmp_path, "3-again")
+    assert len(again) == 8 and (again.status == "skipped").all()
 
 
 def test_quick_experiment_writes_every_section_and_a_manifest_per_method(tmp_path: Path) -> None:
