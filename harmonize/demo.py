@@ -65,7 +65,7 @@ def run_demo(
         runs.append(run_out)
     report_dir = str(Path(out_dir) / "report")
     step("writing the report")
-    result = build_report(runs, report_dir, storage=store)
+    result = build_report(runs, report_dir, storage=store, target_site=TARGET_SITE)
     echo("")
     echo(result.markdown)
     step("done")
