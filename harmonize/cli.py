@@ -162,6 +162,36 @@ _classical_train_command("histogram", "Fit histogram matching to a target-site r
 _classical_train_command("nyul", "Fit Nyúl piecewise-linear standardization to the target site.")
 
 
+def _ray_train_options(function: Any) -> Any:
+    """The options of every Ray Train command: where it trains, how long, resume, progress."""
+    options = [
+        click.option(
+            "--gpus",
+            type=click.IntRange(0),
+            default=0,
+            help="GPUs to train on: one Ray Train worker (DDP rank) per GPU.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(1),
+            default=None,
+            help="CPU workers (DDP over gloo) when --gpus is 0 [default: 1].",
+        ),
+        click.option("--steps", type=click.IntRange(1), default=None, help="Override the steps."),
+        click.option("--address", default=None, help="Ray cluster address (default: local Ray)."),
+        click.option(
+            "--resume/--no-resume",
+            default=True,
+            help="Continue from the latest checkpoint under --out; --no-resume deletes "
+            "OUT/checkpoints/ and starts from step 0.",
+        ),
+        click.option("--progress/--no-progress", default=True),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 def _neural_train_command(method: str, summary: str) -> None:
     @train.command(name=method, help=summary)
     @click.option("--source", required=True, type=URI, help="Source-site archive (look to change).")
@@ -177,29 +207,9 @@ def _neural_train_command(method: str, summary: str) -> None:
         help="YAML training config, local or s3:// (example: jobs/configs/cyclegan.yaml).",
     )
     @click.option(
-        "--gpus",
-        type=click.IntRange(0),
-        default=0,
-        help="GPUs to train on: one Ray Train worker (DDP rank) per GPU.",
-    )
-    @click.option(
-        "--workers",
-        type=click.IntRange(1),
-        default=None,
-        help="CPU workers (DDP over gloo) when --gpus is 0 [default: 1].",
-    )
-    @click.option("--steps", type=click.IntRange(1), default=None, help="Override the steps.")
-    @click.option(
         "--crop-size", type=click.IntRange(8), default=None, help="Override the crop size (px)."
     )
-    @click.option("--address", default=None, help="Ray cluster address (default: local Ray).")
-    @click.option(
-        "--resume/--no-resume",
-        default=True,
-        help="Continue from the latest checkpoint under --out; --no-resume deletes "
-        "OUT/checkpoints/ and starts from step 0.",
-    )
-    @click.option("--progress/--no-progress", default=True)
+    @_ray_train_options
     @click.pass_context
     def command(
         ctx: click.Context,
@@ -268,27 +278,7 @@ _neural_train_command("unit", "Train UNIT (shared-latent VAE-GAN) with Ray Train
     default=None,
     help="YAML classifier config, local or s3:// (example: jobs/configs/classifier.yaml).",
 )
-@click.option(
-    "--gpus",
-    type=click.IntRange(0),
-    default=0,
-    help="GPUs to train on: one Ray Train worker (DDP rank) per GPU.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(1),
-    default=None,
-    help="CPU workers (DDP over gloo) when --gpus is 0 [default: 1].",
-)
-@click.option("--steps", type=click.IntRange(1), default=None, help="Override the steps.")
-@click.option("--address", default=None, help="Ray cluster address (default: local Ray).")
-@click.option(
-    "--resume/--no-resume",
-    default=True,
-    help="Continue from the latest checkpoint under --out; --no-resume deletes "
-    "OUT/checkpoints/ and starts from step 0.",
-)
-@click.option("--progress/--no-progress", default=True)
+@_ray_train_options
 @click.pass_context
 def train_classifier_command(
     ctx: click.Context,

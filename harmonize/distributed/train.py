@@ -219,6 +219,75 @@ def _root_cause(err: BaseException) -> BaseException:
     return getattr(err, "controller_failure", err)
 
 
+def worker_count(gpus: int, workers: int | None) -> int:
+    """How many Ray Train workers: one per GPU, else ``workers`` CPU workers (default 1)."""
+    if gpus < 0 or (workers is not None and workers < 1):
+        raise ConfigError(f"gpus must be >= 0 and workers >= 1, got gpus={gpus} workers={workers}")
+    if gpus and workers is not None and workers != gpus:
+        raise ConfigError(
+            f"--workers {workers} is for CPU training; with --gpus {gpus} there is one worker "
+            "per GPU"
+        )
+    return gpus or workers or 1
+
+
+def fit_on_ray(
+    worker: Any,
+    job: Any,
+    *,
+    name: str,
+    out_uri: str,
+    storage: Storage,
+    n_workers: int,
+    gpus: int,
+    ray_address: str | None,
+    max_failures: int,
+    progress: MetricsProgress,
+) -> tuple[dict[str, Any], str]:
+    """Run ``worker({"job": job})`` on ``n_workers`` Ray Train workers (DDP; one per GPU when
+    ``gpus``), Ray Train's run files under ``out_uri/ray-train/<name>-<time>``; returns rank 0's
+    return value and the run name.
+
+    Raises:
+        HarmonizeError: a worker's own HarmonizeError, or a failure after ``max_failures``
+            restarts of the worker group.
+    """
+    init_ray(ray_address)  # sets RAY_TRAIN_V2_ENABLED before ray.train is imported
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    storage_path, filesystem = ray_train_storage(out_uri, storage)
+    run_name = f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+    env = aws_env()  # reaches workers on other nodes, which do not inherit this environment
+    # mypy sees Ray Train V1's signatures; at runtime (RAY_TRAIN_V2_ENABLED) these are V2's.
+    trainer_class: Any = TorchTrainer
+    run_config_class: Any = ray.train.RunConfig
+    trainer = trainer_class(
+        worker,
+        train_loop_config={"job": job},
+        scaling_config=ray.train.ScalingConfig(num_workers=n_workers, use_gpu=bool(gpus)),
+        run_config=run_config_class(
+            name=run_name,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            worker_runtime_env={"env_vars": env} if env else None,
+        ),
+    )
+    try:
+        with progress:
+            fitted = trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        cause = _root_cause(err)
+        if isinstance(cause, HarmonizeError):
+            raise cause from err
+        raise HarmonizeError(
+            f"{name} training failed ({max_failures} restart(s) allowed): {cause!r}; Ray Train "
+            f"run files: {join(out_uri, RAY_TRAIN_FOLDER, run_name)}"
+        ) from err
+    return fitted.return_value, run_name
+
+
 def train_distributed(
     config: TrainConfig,
     source_uri: str,
@@ -259,13 +328,7 @@ def train_distributed(
         HarmonizeError: bad settings or inputs (a worker's own HarmonizeError is re-raised
             here), or training that failed after ``max_failures`` restarts.
     """
-    if gpus < 0 or (workers is not None and workers < 1):
-        raise ConfigError(f"gpus must be >= 0 and workers >= 1, got gpus={gpus} workers={workers}")
-    if gpus and workers is not None and workers != gpus:
-        raise ConfigError(
-            f"--workers {workers} is for CPU training; with --gpus {gpus} there is one worker "
-            "per GPU"
-        )
+    n_workers = worker_count(gpus, workers)
     start = time.perf_counter()
     data_uri, cached = cached_training_data(
         source_uri, target_uri, out_uri, config.load_size, storage, progress
@@ -273,47 +336,20 @@ def train_distributed(
     prepare_seconds = time.perf_counter() - start
     if not resume:
         clear_checkpoints(out_uri, storage)
-    init_ray(ray_address)  # sets RAY_TRAIN_V2_ENABLED before ray.train is imported
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    n_workers = gpus or workers or 1
-    storage_path, filesystem = ray_train_storage(out_uri, storage)
-    run_name = f"{config.method}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
-    job = WorkerJob(
-        config=config,
-        data_uri=data_uri,
+    job = WorkerJob(config=config, data_uri=data_uri, out_uri=out_uri, storage=storage)
+    returned, run_name = fit_on_ray(
+        train_worker,
+        job,
+        name=config.method,
         out_uri=out_uri,
         storage=storage,
+        n_workers=n_workers,
+        gpus=gpus,
+        ray_address=ray_address,
+        max_failures=max_failures,
+        progress=MetricsProgress(out_uri, storage, config.steps, progress),
     )
-    env = aws_env()  # reaches workers on other nodes, which do not inherit this environment
-    # mypy sees Ray Train V1's signatures; at runtime (RAY_TRAIN_V2_ENABLED) these are V2's.
-    trainer_class: Any = TorchTrainer
-    run_config_class: Any = ray.train.RunConfig
-    trainer = trainer_class(
-        train_worker,
-        train_loop_config={"job": job},
-        scaling_config=ray.train.ScalingConfig(num_workers=n_workers, use_gpu=bool(gpus)),
-        run_config=run_config_class(
-            name=run_name,
-            storage_path=storage_path,
-            storage_filesystem=filesystem,
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            worker_runtime_env={"env_vars": env} if env else None,
-        ),
-    )
-    try:
-        with MetricsProgress(out_uri, storage, config.steps, progress):
-            fitted = trainer.fit()
-    except ray.train.TrainingFailedError as err:
-        cause = _root_cause(err)
-        if isinstance(cause, HarmonizeError):
-            raise cause from err
-        raise HarmonizeError(
-            f"training failed ({max_failures} restart(s) allowed): {cause!r}; Ray Train run "
-            f"files: {join(out_uri, RAY_TRAIN_FOLDER, run_name)}"
-        ) from err
-    result = TrainResult(**fitted.return_value)  # rank 0's
+    result = TrainResult(**returned)  # rank 0's
     return {
         "method": config.method,
         "steps": result.steps,
@@ -443,13 +479,7 @@ def train_classifier_distributed(
             class), a worker's own HarmonizeError, or training that failed after
             ``max_failures`` restarts.
     """
-    if gpus < 0 or (workers is not None and workers < 1):
-        raise ConfigError(f"gpus must be >= 0 and workers >= 1, got gpus={gpus} workers={workers}")
-    if gpus and workers is not None and workers != gpus:
-        raise ConfigError(
-            f"--workers {workers} is for CPU training; with --gpus {gpus} there is one worker "
-            "per GPU"
-        )
+    n_workers = worker_count(gpus, workers)
     start = time.perf_counter()
     data_uri, cached, data = cached_classifier_data(
         archive_uri, labels_uri, out_uri, config.input_size, storage, progress
@@ -458,41 +488,22 @@ def train_classifier_distributed(
     prepare_seconds = time.perf_counter() - start
     if not resume:
         clear_checkpoints(out_uri, storage)
-    init_ray(ray_address)  # sets RAY_TRAIN_V2_ENABLED before ray.train is imported
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    n_workers = gpus or workers or 1
-    storage_path, filesystem = ray_train_storage(out_uri, storage)
-    run_name = f"classifier-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
     job = ClassifierWorkerJob(config=config, data_uri=data_uri, out_uri=out_uri, storage=storage)
-    env = aws_env()
-    trainer_class: Any = TorchTrainer  # Train V2 at runtime (see train_distributed)
-    run_config_class: Any = ray.train.RunConfig
-    trainer = trainer_class(
+    returned, run_name = fit_on_ray(
         classifier_train_worker,
-        train_loop_config={"job": job},
-        scaling_config=ray.train.ScalingConfig(num_workers=n_workers, use_gpu=bool(gpus)),
-        run_config=run_config_class(
-            name=run_name,
-            storage_path=storage_path,
-            storage_filesystem=filesystem,
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            worker_runtime_env={"env_vars": env} if env else None,
+        job,
+        name="classifier",
+        out_uri=out_uri,
+        storage=storage,
+        n_workers=n_workers,
+        gpus=gpus,
+        ray_address=ray_address,
+        max_failures=max_failures,
+        progress=MetricsProgress(
+            out_uri, storage, config.steps, progress, keys=("loss", "val_auc")
         ),
     )
-    try:
-        with MetricsProgress(out_uri, storage, config.steps, progress, keys=("loss", "val_auc")):
-            fitted = trainer.fit()
-    except ray.train.TrainingFailedError as err:
-        cause = _root_cause(err)
-        if isinstance(cause, HarmonizeError):
-            raise cause from err
-        raise HarmonizeError(
-            f"classifier training failed ({max_failures} restart(s) allowed): {cause!r}; Ray "
-            f"Train run files: {join(out_uri, RAY_TRAIN_FOLDER, run_name)}"
-        ) from err
-    result = ClassifierResult(**fitted.return_value)  # rank 0's
+    result = ClassifierResult(**returned)  # rank 0's
     return {
         "steps": result.steps,
         "start_step": result.start_step,
