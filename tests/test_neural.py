@@ -33,6 +33,13 @@ class _TinyGenerator(nn.Module):
         return torch.tanh(x + 0.1 * self.body(x))
 
 
+class _Negative(nn.Module):
+    """A generator that learnt the negative of its input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -x
+
+
 class _TinyHarmonizer(NeuralHarmonizer):
     method: ClassVar[str] = "tiny"
 
@@ -134,6 +141,15 @@ def test_curve_mode_keeps_pixel_order_and_matches_its_curve(saved_model) -> None
     order = np.argsort(image, axis=None)
     assert np.all(np.diff(out.ravel()[order]) >= 0)  # monotone: no structure can be invented
     assert out.shape == image.shape
+
+
+def test_curve_mode_refuses_a_generator_that_makes_negatives() -> None:
+    image = np.random.default_rng(3).random((40, 36), dtype=np.float32)
+    negative = _TinyHarmonizer({"width": 1, "load_size": 32}, _Negative()).set_mode("curve")
+    with pytest.raises(ModelError, match=r"negative \(pixel correlation -1.00"):
+        negative.transform(image)
+    direct = negative.set_mode("direct").transform(image)  # direct mode shows what it learnt
+    np.testing.assert_allclose(direct, 1.0 - image, atol=1e-6)
 
 
 def test_modes_are_checked_and_neural_models_are_not_fitted(saved_model) -> None:

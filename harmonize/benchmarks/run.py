@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from harmonize.errors import HarmonizeError
 from harmonize.fitting import fit_classical
 from harmonize.run import RunOptions, run_harmonization
 
@@ -248,6 +249,11 @@ def run_mode_benchmark(
                 )
                 seconds = time.perf_counter() - start
             ok = summary.counts.get("ok", 0)
+            if ok != n_images:  # a rate over failed rows would measure nothing
+                raise HarmonizeError(
+                    f"bench run: {mode} mode harmonized {ok} of {n_images} images "
+                    f"({dict(summary.counts)}); the manifest's error column says why"
+                )
             rows.append(
                 {
                     "mode": mode,

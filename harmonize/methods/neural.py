@@ -154,6 +154,25 @@ def fit_monotone_curve(
     return x, y_fit.predict(x)
 
 
+#: Curve mode refuses a generator whose output correlates below this with its input: an
+#: increasing curve cannot follow a negative image and would flatten it. Untrained generators
+#: score about -0.2 to 0.5; a generator that learnt the negative of its input, about -0.9.
+MIN_CURVE_CORRELATION = -0.5
+
+
+def check_keeps_order(original: torch.Tensor, generated: torch.Tensor) -> None:
+    """Raise ModelError when ``generated`` is (roughly) a negative of ``original``: their
+    pixel correlation is below ``MIN_CURVE_CORRELATION``."""
+    pair = torch.stack([original.reshape(-1).double(), generated.reshape(-1).double()])
+    r = float(torch.corrcoef(pair)[0, 1])
+    if r < MIN_CURVE_CORRELATION:  # NaN (a flat image) passes: its curve is one point
+        raise ModelError(
+            f"the generator turns this image into a negative (pixel correlation {r:.2f} with the "
+            "original), which curve mode cannot follow; the model learnt an inverted mapping: "
+            "check its card's validation SSIM and retrain (for UNIT keep 3 discriminator scales)"
+        )
+
+
 def apply_curve(image: torch.Tensor, knots_x: np.ndarray, knots_y: np.ndarray) -> torch.Tensor:
     """The curve through the knots (linear between them, constant beyond) applied to every
     pixel of ``image`` in [0, 1] through a 16-bit lookup table."""
@@ -207,7 +226,9 @@ class NeuralHarmonizer(Harmonizer):
             small = F.interpolate(
                 x01, size=size, mode="bilinear", antialias=True, align_corners=False
             )
-        knots_x, knots_y = fit_monotone_curve(small, self._generate(small))
+        generated = self._generate(small)
+        check_keeps_order(small, generated)
+        knots_x, knots_y = fit_monotone_curve(small, generated)
         return apply_curve(x01, knots_x, knots_y)
 
     def transform(self, image: np.ndarray) -> np.ndarray:
