@@ -43,9 +43,9 @@ from torch import nn
 
 from harmonize import __version__
 from harmonize.errors import ConfigError, HarmonizeError, ModelError
+from harmonize.methods.base import FORMAT_VERSION, check_display_image, fingerprint
 from harmonize.methods.base import MODEL_FILE as HARMONIZER_FILE
-from harmonize.methods.base import check_display_image, fingerprint
-from harmonize.methods.neural import WEIGHTS_FILE
+from harmonize.methods.neural import save_neural_model
 from harmonize.preprocess import from_uint16, resize_short_side, to_model_range, to_uint16
 from harmonize.storage import Storage, join
 from harmonize.training import (
@@ -65,7 +65,6 @@ logger = logging.getLogger(__name__)
 
 METHOD = "classifier"
 CLASSIFIER_FILE = "classifier.json"
-FORMAT_VERSION = 1
 BLOCKS = (2, 2, 2, 2)  # BasicBlocks per stage: ResNet-18
 MIN_INPUT_SIZE = 32  # the network halves the image five times
 EVAL_BATCH = 64
@@ -944,26 +943,17 @@ def save_classifier(
     storage: Storage | None = None,
 ) -> str:
     """Write ``weights.safetensors`` then ``classifier.json`` (method, model config, the
-    weights' SHA-256, the card) under ``out_uri``; returns the JSON's URI."""
-    from safetensors.torch import save as save_safetensors
-
-    store = storage or Storage()
-    blob = save_safetensors({k: v.detach().cpu().contiguous() for k, v in weights.items()})
-    doc = {
-        "format_version": FORMAT_VERSION,
-        "method": METHOD,
-        "code_version": __version__,
-        "state": {
-            "model_config": model_config,
-            "weights_file": WEIGHTS_FILE,
-            "weights_sha256": hashlib.sha256(blob).hexdigest(),
-        },
-        "card": card or {},
-    }
-    store.write(join(out_uri, WEIGHTS_FILE), blob)
-    target = join(out_uri, CLASSIFIER_FILE)
-    store.write_text(target, json.dumps(doc, indent=1, sort_keys=True))
-    return target
+    weights' SHA-256, the card) under ``out_uri``, as ``save_neural_model`` writes a
+    harmonizer; returns the JSON's URI."""
+    return save_neural_model(
+        out_uri,
+        method=METHOD,
+        model_config=model_config,
+        generator_state=weights,
+        card=card,
+        storage=storage,
+        model_file=CLASSIFIER_FILE,
+    )
 
 
 class Classifier:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -42,13 +42,14 @@ def save_neural_model(
     *,
     method: str,
     model_config: dict[str, Any],
-    generator_state: dict[str, torch.Tensor],
+    generator_state: Mapping[str, torch.Tensor],
     card: dict[str, Any] | None = None,
     storage: Storage | None = None,
+    model_file: str = MODEL_FILE,
 ) -> str:
-    """Write ``weights.safetensors`` then ``harmonizer.json`` under ``out_uri``; returns the
-    model file's URI. The JSON records the weights' SHA-256, so the model hash in a manifest
-    changes whenever the weights do."""
+    """Write ``weights.safetensors`` then ``model_file`` (``harmonizer.json``; the classifier
+    uses its own name) under ``out_uri``; returns the model file's URI. The JSON records the
+    weights' SHA-256, so the model hash in a manifest changes whenever the weights do."""
     store = storage or Storage()
     weights = save_safetensors(
         {k: v.detach().cpu().contiguous() for k, v in generator_state.items()}
@@ -65,7 +66,7 @@ def save_neural_model(
         "card": card or {},
     }
     store.write(join(out_uri, WEIGHTS_FILE), weights)
-    target = join(out_uri, MODEL_FILE)
+    target = join(out_uri, model_file)
     store.write_text(target, json.dumps(doc, indent=1, sort_keys=True))
     return target
 
