@@ -243,18 +243,31 @@ def run_experiment(
 
     labels = join(archives["test"], "labels.parquet")
     options = RunOptions(executor=config.executor, labels_uri=labels, progress=progress)
-    runs: list[str] = []
+    source_test = join(archives["test"], _site_folder(config.source_site))
+    # (run name, input, method, mode, what the step says): the source's test images through
+    # every method and mode, then the target's once through any method (the report reads
+    # their score_in as the in-domain AUC)
     jobs = [
-        (method, mode)
+        (
+            method if method in CLASSICAL_METHODS else f"{method}-{mode}",
+            source_test,
+            method,
+            mode,
+            f"harmonizing the {config.source_site} test images",
+        )
         for method in methods
         for mode in (config.modes if method in NEURAL_METHODS else ("direct",))
     ]
-    for method, mode in jobs:
-        name = method if method in CLASSICAL_METHODS else f"{method}-{mode}"
+    if models:
+        target_test = join(archives["test"], _site_folder(config.target_site))
+        what = f"scoring the {config.target_site} test images (in-domain)"
+        jobs.append(("in-domain", target_test, next(iter(models)), "direct", what))
+    runs: list[str] = []
+    for name, input_uri, method, mode, what in jobs:
         run_uri = join(out_uri, "runs", name)
-        done = step(f"run_{name}", f"harmonizing the {config.source_site} test images: {name}")
+        done = step(f"run_{name}", f"{what}: {name}")
         summary = run_harmonization(
-            input_uri=join(archives["test"], _site_folder(config.source_site)),
+            input_uri=input_uri,
             out_uri=run_uri,
             method=method,
             model_uri=models[method],
@@ -265,22 +278,6 @@ def run_experiment(
         )
         echo(f"    {summary.line()}")
         runs.append(run_uri)
-        done()
-    if models:  # the target's test images through any method: the report reads their score_in
-        in_domain_method = next(iter(models))
-        in_domain = join(out_uri, "runs", "in-domain")
-        done = step("run_in_domain", f"scoring the {config.target_site} test images (in-domain)")
-        summary = run_harmonization(
-            input_uri=join(archives["test"], _site_folder(config.target_site)),
-            out_uri=in_domain,
-            method=in_domain_method,
-            model_uri=models[in_domain_method],
-            classifier_uri=classifier_uri,
-            storage=store,
-            options=options,
-        )
-        echo(f"    {summary.line()}")
-        runs.append(in_domain)
         done()
 
     done = step("report", "writing the report")
