@@ -16,8 +16,10 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, Literal, TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -286,3 +288,64 @@ class ImagePool:
             )
         self.images = [image.to(device) for image in state["images"]]
         self.generator.set_state(state["rng"])
+
+
+# -- what every GAN recipe shares ------------------------------------------------------------------
+def seed_of(*entropy: int) -> int:
+    """One 32-bit seed from several integers (e.g. (seed, rank, stream))."""
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
+
+
+class GanRecipeBase:
+    """The mechanics of a GAN recipe (``CycleGANRecipe``, ``UNITRecipe``) apart from its networks
+    and losses: device, precision, memory format, compilation and DDP wrapping of the two network
+    pairs, batches moved into place, autocast, the current LR and the config as plain values."""
+
+    config: Any
+    optimizer_g: torch.optim.Optimizer
+
+    def _place_networks(
+        self,
+        generators: nn.Module,
+        discriminators: nn.Module,
+        *,
+        device: torch.device | str,
+        precision: str,
+        channels_last: bool,
+        compile: bool,
+        wrap: Callable[[nn.Module], nn.Module] | None,
+    ) -> None:
+        """Put the recipe's two (initialised) network pairs on ``device`` in the memory format,
+        compile them in place when asked, and keep their training views ``wrap``-ped (DDP) as
+        ``generators_train`` / ``discriminators_train``."""
+        if precision not in ("bf16", "fp32"):
+            raise ConfigError(f'precision must be "bf16" or "fp32", got "{precision}"')
+        self.device = torch.device(device)
+        self.bf16 = precision == "bf16"
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        for pair in (generators, discriminators):
+            pair.to(self.device)
+            pair.to(memory_format=self.memory_format)  # type: ignore[call-overload]
+        if compile:
+            for net in (*generators.children(), *discriminators.children()):
+                net.compile()
+        wrap = wrap or (lambda module: module)
+        self.generators_train = wrap(generators)
+        self.discriminators_train = wrap(discriminators)
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.device, non_blocking=True).contiguous(
+            memory_format=self.memory_format
+        )
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.optimizer_g.param_groups[0]["lr"])
+
+    def model_config(self) -> dict[str, Any]:
+        """The config as plain values: the method's ``build_generator`` rebuilds the
+        source->target generator from it."""
+        return asdict(self.config)

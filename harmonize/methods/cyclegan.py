@@ -25,10 +25,9 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal, NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,12 +36,14 @@ from torch.optim.lr_scheduler import LambdaLR
 from harmonize.errors import ConfigError
 from harmonize.methods.blocks import (
     GAN_LOSSES,
+    GanRecipeBase,
     ImagePool,
     PatchDiscriminator,
     ResnetGenerator,
     gan_loss,
     init_normal,
     linear_decay,
+    seed_of,
     set_requires_grad,
 )
 
@@ -171,11 +172,7 @@ def build_generator(model_config: Mapping[str, Any]) -> nn.Module:
     return ResnetGenerator(config.ngf, config.n_blocks)
 
 
-def _seed_of(*entropy: int) -> int:
-    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
-
-
-class CycleGANRecipe:
+class CycleGANRecipe(GanRecipeBase):
     """Networks, losses, optimizers, LR schedules and image pools of one CycleGAN training run.
 
     Args:
@@ -210,27 +207,22 @@ class CycleGANRecipe:
     ) -> None:
         if not isinstance(config, CycleGANConfig):
             config = CycleGANConfig.from_dict(config)
-        if precision not in ("bf16", "fp32"):
-            raise ConfigError(f'precision must be "bf16" or "fp32", got "{precision}"')
         self.config = config
-        self.device = torch.device(device)
-        self.bf16 = precision == "bf16"
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.gan_loss = gan_loss(config.gan_loss)
 
         self.generators = GeneratorPair(config.ngf, config.n_blocks)
         self.discriminators = DiscriminatorPair(config.ndf, config.n_layers_d)
-        init_normal(self.generators, seed=_seed_of(seed, 0))
-        init_normal(self.discriminators, seed=_seed_of(seed, 1))
-        for pair in (self.generators, self.discriminators):
-            pair.to(self.device)
-            pair.to(memory_format=self.memory_format)  # type: ignore[call-overload]
-        if compile:
-            for net in (*self.generators.children(), *self.discriminators.children()):
-                net.compile()
-        wrap = wrap or (lambda module: module)
-        self.generators_train = wrap(self.generators)
-        self.discriminators_train = wrap(self.discriminators)
+        init_normal(self.generators, seed=seed_of(seed, 0))
+        init_normal(self.discriminators, seed=seed_of(seed, 1))
+        self._place_networks(
+            self.generators,
+            self.discriminators,
+            device=device,
+            precision=precision,
+            channels_last=channels_last,
+            compile=compile,
+            wrap=wrap,
+        )
 
         betas = (config.beta1, config.beta2)
         self.optimizer_g = torch.optim.Adam(self.generators.parameters(), config.lr, betas=betas)
@@ -240,8 +232,8 @@ class CycleGANRecipe:
         schedule = linear_decay(steps, steps // 2 if decay_start is None else decay_start)
         self.scheduler_g = LambdaLR(self.optimizer_g, schedule)
         self.scheduler_d = LambdaLR(self.optimizer_d, schedule)
-        self.pool_a = ImagePool(config.pool_size, seed=_seed_of(seed, rank, 2))
-        self.pool_b = ImagePool(config.pool_size, seed=_seed_of(seed, rank, 3))
+        self.pool_a = ImagePool(config.pool_size, seed=seed_of(seed, rank, 2))
+        self.pool_b = ImagePool(config.pool_size, seed=seed_of(seed, rank, 3))
         self.step = 0
 
     # -- the training step -------------------------------------------------------------------------
@@ -351,23 +343,7 @@ class CycleGANRecipe:
         real, fake = scores[:n_real], scores[n_real:]
         return 0.5 * (self.gan_loss(real, True) + self.gan_loss(fake, False))
 
-    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        return images.to(self.device, non_blocking=True).contiguous(
-            memory_format=self.memory_format
-        )
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
-
     # -- state -------------------------------------------------------------------------------------
-    @property
-    def learning_rate(self) -> float:
-        return float(self.optimizer_g.param_groups[0]["lr"])
-
-    def model_config(self) -> dict[str, Any]:
-        """The config as plain values: ``build_generator`` rebuilds the generator from it."""
-        return asdict(self.config)
-
     def generator_state(self) -> dict[str, torch.Tensor]:
         """The source->target generator's weights, on the CPU, for inference."""
         return {k: v.detach().cpu().clone() for k, v in self.generators.g_ab.state_dict().items()}

@@ -36,10 +36,9 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal, NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,9 +48,11 @@ from harmonize.errors import ConfigError, ModelError
 from harmonize.methods.blocks import (
     GAN_LOSSES,
     ConvBlock,
+    GanRecipeBase,
     ModuleT,
     ResidualBlock,
     gan_loss,
+    seed_of,
     set_requires_grad,
 )
 
@@ -415,11 +416,7 @@ def kl_unit_variance(mu: torch.Tensor) -> torch.Tensor:
     return mu.float().pow(2).mean()
 
 
-def _seed_of(*entropy: int) -> int:
-    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
-
-
-class UNITRecipe:
+class UNITRecipe(GanRecipeBase):
     """Networks, losses, optimizers, LR schedules and the sampling stream of one UNIT run.
 
     Args:
@@ -455,28 +452,23 @@ class UNITRecipe:
     ) -> None:
         if not isinstance(config, UNITConfig):
             config = UNITConfig.from_dict(config)
-        if precision not in ("bf16", "fp32"):
-            raise ConfigError(f'precision must be "bf16" or "fp32", got "{precision}"')
         del decay_start  # see the docstring
         self.config = config
-        self.device = torch.device(device)
-        self.bf16 = precision == "bf16"
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.gan_loss = gan_loss(config.gan_loss)
 
         self.generators = UNITGenerators(config.ngf, config.n_blocks, config.n_shared_blocks)
         self.discriminators = DiscriminatorPair(config.ndf, config.n_layers_d, config.n_scales_d)
-        init_kaiming(self.generators, seed=_seed_of(seed, 0))
-        init_kaiming(self.discriminators, seed=_seed_of(seed, 1))
-        for pair in (self.generators, self.discriminators):
-            pair.to(self.device)
-            pair.to(memory_format=self.memory_format)  # type: ignore[call-overload]
-        if compile:
-            for net in (*self.generators.children(), *self.discriminators.children()):
-                net.compile()
-        wrap = wrap or (lambda module: module)
-        self.generators_train = wrap(self.generators)
-        self.discriminators_train = wrap(self.discriminators)
+        init_kaiming(self.generators, seed=seed_of(seed, 0))
+        init_kaiming(self.discriminators, seed=seed_of(seed, 1))
+        self._place_networks(
+            self.generators,
+            self.discriminators,
+            device=device,
+            precision=precision,
+            channels_last=channels_last,
+            compile=compile,
+            wrap=wrap,
+        )
 
         betas, decay = (config.beta1, config.beta2), config.weight_decay
         self.optimizer_g = torch.optim.Adam(
@@ -489,7 +481,7 @@ class UNITRecipe:
         schedule = step_decay(step_size, config.lr_gamma)
         self.scheduler_g = LambdaLR(self.optimizer_g, schedule)
         self.scheduler_d = LambdaLR(self.optimizer_d, schedule)
-        self.noise = torch.Generator(self.device).manual_seed(_seed_of(seed, rank, 2))
+        self.noise = torch.Generator(self.device).manual_seed(seed_of(seed, rank, 2))
         self.step = 0
 
     # -- the training step -------------------------------------------------------------------------
@@ -617,23 +609,7 @@ class UNITRecipe:
         shape = (2, n, 4 * self.config.ngf, height // 4, width // 4)
         return torch.randn(shape, generator=stream, device=self.device)
 
-    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        return images.to(self.device, non_blocking=True).contiguous(
-            memory_format=self.memory_format
-        )
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
-
     # -- state -------------------------------------------------------------------------------------
-    @property
-    def learning_rate(self) -> float:
-        return float(self.optimizer_g.param_groups[0]["lr"])
-
-    def model_config(self) -> dict[str, Any]:
-        """The config as plain values: ``build_generator`` rebuilds the translator from it."""
-        return asdict(self.config)
-
     def generator_state(self) -> dict[str, torch.Tensor]:
         """The source->target translator's weights, on the CPU, for inference."""
         state = self.generators.translator().state_dict()
