@@ -15,9 +15,9 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -301,8 +301,15 @@ class GanRecipeBase:
     and losses: device, precision, memory format, compilation and DDP wrapping of the two network
     pairs, batches moved into place, autocast, the current LR and the config as plain values."""
 
+    method: ClassVar[str]
     config: Any
+    step: int
+    generators: nn.Module
+    discriminators: nn.Module
     optimizer_g: torch.optim.Optimizer
+    optimizer_d: torch.optim.Optimizer
+    scheduler_g: torch.optim.lr_scheduler.LRScheduler
+    scheduler_d: torch.optim.lr_scheduler.LRScheduler
 
     def _place_networks(
         self,
@@ -349,3 +356,40 @@ class GanRecipeBase:
         """The config as plain values: the method's ``build_generator`` rebuilds the
         source->target generator from it."""
         return asdict(self.config)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly: tensors and plain values only."""
+        return {
+            "step": self.step,
+            "generators": self.generators.state_dict(),
+            "discriminators": self.discriminators.state_dict(),
+            "optimizer_g": self.optimizer_g.state_dict(),
+            "optimizer_d": self.optimizer_d.state_dict(),
+            "scheduler_g": self.scheduler_g.state_dict(),
+            "scheduler_d": self.scheduler_d.state_dict(),
+            **self._extra_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore ``state_dict()``'s output (e.g. read with ``torch.load(weights_only=True)``)."""
+        try:
+            self.generators.load_state_dict(state["generators"])
+            self.discriminators.load_state_dict(state["discriminators"])
+        except RuntimeError as err:
+            raise ConfigError(
+                f"the checkpoint's networks do not fit this {self.method} config ({err}); resume "
+                "with the model settings the checkpoint was trained with"
+            ) from err
+        self.optimizer_g.load_state_dict(state["optimizer_g"])
+        self.optimizer_d.load_state_dict(state["optimizer_d"])
+        self.scheduler_g.load_state_dict(state["scheduler_g"])
+        self.scheduler_d.load_state_dict(state["scheduler_d"])
+        self._load_extra_state(state)
+        self.step = int(state["step"])
+
+    def _extra_state(self) -> dict[str, Any]:
+        """The recipe's own random state beyond networks, optimizers and schedules."""
+        return {}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``_extra_state`` saved."""

@@ -190,6 +190,8 @@ class CycleGANRecipe(GanRecipeBase):
     """
 
     method: ClassVar[str] = "cyclegan"
+    generators: GeneratorPair
+    discriminators: DiscriminatorPair
 
     def __init__(
         self,
@@ -348,34 +350,9 @@ class CycleGANRecipe(GanRecipeBase):
         """The source->target generator's weights, on the CPU, for inference."""
         return {k: v.detach().cpu().clone() for k, v in self.generators.g_ab.state_dict().items()}
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs to continue exactly: tensors and plain values only."""
-        return {
-            "step": self.step,
-            "generators": self.generators.state_dict(),
-            "discriminators": self.discriminators.state_dict(),
-            "optimizer_g": self.optimizer_g.state_dict(),
-            "optimizer_d": self.optimizer_d.state_dict(),
-            "scheduler_g": self.scheduler_g.state_dict(),
-            "scheduler_d": self.scheduler_d.state_dict(),
-            "pool_a": self.pool_a.state_dict(),
-            "pool_b": self.pool_b.state_dict(),
-        }
+    def _extra_state(self) -> dict[str, Any]:
+        return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore ``state_dict()``'s output (e.g. read with ``torch.load(weights_only=True)``)."""
-        try:
-            self.generators.load_state_dict(state["generators"])
-            self.discriminators.load_state_dict(state["discriminators"])
-        except RuntimeError as err:
-            raise ConfigError(
-                f"the checkpoint's networks do not fit this cyclegan config ({err}); resume with "
-                "the model settings the checkpoint was trained with"
-            ) from err
-        self.optimizer_g.load_state_dict(state["optimizer_g"])
-        self.optimizer_d.load_state_dict(state["optimizer_d"])
-        self.scheduler_g.load_state_dict(state["scheduler_g"])
-        self.scheduler_d.load_state_dict(state["scheduler_d"])
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.pool_a.load_state_dict(state["pool_a"], self.device)
         self.pool_b.load_state_dict(state["pool_b"], self.device)
-        self.step = int(state["step"])

@@ -435,6 +435,8 @@ class UNITRecipe(GanRecipeBase):
     """
 
     method: ClassVar[str] = "unit"
+    generators: UNITGenerators
+    discriminators: DiscriminatorPair
 
     def __init__(
         self,
@@ -615,32 +617,8 @@ class UNITRecipe(GanRecipeBase):
         state = self.generators.translator().state_dict()
         return {k: v.detach().cpu().clone() for k, v in state.items()}
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs to continue exactly: tensors and plain values only."""
-        return {
-            "step": self.step,
-            "generators": self.generators.state_dict(),
-            "discriminators": self.discriminators.state_dict(),
-            "optimizer_g": self.optimizer_g.state_dict(),
-            "optimizer_d": self.optimizer_d.state_dict(),
-            "scheduler_g": self.scheduler_g.state_dict(),
-            "scheduler_d": self.scheduler_d.state_dict(),
-            "noise": self.noise.get_state(),
-        }
+    def _extra_state(self) -> dict[str, Any]:
+        return {"noise": self.noise.get_state()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore ``state_dict()``'s output (e.g. read with ``torch.load(weights_only=True)``)."""
-        try:
-            self.generators.load_state_dict(state["generators"])
-            self.discriminators.load_state_dict(state["discriminators"])
-        except RuntimeError as err:
-            raise ConfigError(
-                f"the checkpoint's networks do not fit this unit config ({err}); resume with "
-                "the model settings the checkpoint was trained with"
-            ) from err
-        self.optimizer_g.load_state_dict(state["optimizer_g"])
-        self.optimizer_d.load_state_dict(state["optimizer_d"])
-        self.scheduler_g.load_state_dict(state["scheduler_g"])
-        self.scheduler_d.load_state_dict(state["scheduler_d"])
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.noise.set_state(state["noise"])
-        self.step = int(state["step"])
