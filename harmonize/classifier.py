@@ -43,11 +43,11 @@ from torch import nn
 
 from harmonize import __version__
 from harmonize.errors import ConfigError, HarmonizeError, ModelError
+from harmonize.imaging.preprocess import from_uint16, resize_short_side, to_model_range, to_uint16
+from harmonize.io.storage import Storage, join
 from harmonize.methods.base import FORMAT_VERSION, check_display_image, fingerprint
 from harmonize.methods.base import MODEL_FILE as HARMONIZER_FILE
 from harmonize.methods.neural import save_neural_model
-from harmonize.preprocess import from_uint16, resize_short_side, to_model_range, to_uint16
-from harmonize.storage import Storage, join
 from harmonize.training import (
     CHECKPOINT_FORMAT,
     DICOM_SUFFIXES,

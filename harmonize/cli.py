@@ -18,7 +18,7 @@ URI = click.STRING  # a local path or s3://bucket/prefix
 
 
 def _storage(ctx: click.Context) -> Any:
-    from harmonize.storage import Storage
+    from harmonize.io.storage import Storage
 
     return Storage(endpoint_url=ctx.obj["s3_endpoint"])
 

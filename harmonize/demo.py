@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from harmonize.fitting import fit_classical
+from harmonize.io.storage import Storage, join
 from harmonize.report import build_report
 from harmonize.run import RunOptions, run_harmonization
-from harmonize.storage import Storage, join
 
 TARGET_SITE, SOURCE_SITE = "shenzhen-like", "mc-like"
 DEMO_METHODS = ("histogram", "nyul")

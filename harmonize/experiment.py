@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from harmonize.errors import ConfigError
+from harmonize.io.storage import Storage, join
 from harmonize.methods import REGISTRY
 from harmonize.report import Report, build_report
 from harmonize.run import RunOptions, run_harmonization
-from harmonize.storage import Storage, join
 
 NEURAL_METHODS = ("cyclegan", "unit")
 CLASSICAL_METHODS = ("histogram", "nyul")

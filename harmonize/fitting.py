@@ -18,10 +18,10 @@ import numpy as np
 
 from harmonize import __version__
 from harmonize.errors import ConfigError, HarmonizeError
+from harmonize.io.storage import Storage
 from harmonize.methods import create_harmonizer
 from harmonize.methods.base import Harmonizer
 from harmonize.metrics import HIST_BINS, intensity_histogram
-from harmonize.storage import Storage
 
 CLASSICAL_METHODS = ("histogram", "nyul")
 

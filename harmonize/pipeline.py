@@ -29,10 +29,10 @@ import numpy as np
 
 from harmonize import __version__
 from harmonize.dicom import decode_dicom, encode_derived, header_from_bytes, header_to_bytes
-from harmonize.manifest import STATUS_ERROR, STATUS_OK, empty_row
+from harmonize.io.manifest import STATUS_ERROR, STATUS_OK, empty_row
+from harmonize.io.storage import Storage, join
 from harmonize.methods import Harmonizer
 from harmonize.metrics import HIST_BINS, intensity_histogram, ssim
-from harmonize.storage import Storage, join
 
 PAYLOAD = ("pixels", "out_pixels", "header")
 

@@ -20,16 +20,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from harmonize.errors import ConfigError, ModelError, StorageError
-from harmonize.manifest import (
+from harmonize.io.manifest import (
     STATUS_SKIPPED,
     ManifestWriter,
     done_objects,
     read_manifest,
     run_prefix,
 )
+from harmonize.io.storage import ObjectInfo, Storage
 from harmonize.methods import LoadedModel, load_model
 from harmonize.pipeline import RunSpec, new_row, process_object, relative_path
-from harmonize.storage import ObjectInfo, Storage
 
 if TYPE_CHECKING:
     from harmonize.classifier import Classifier

@@ -41,9 +41,7 @@ from torch import nn
 
 from harmonize import __version__
 from harmonize.errors import ConfigError, HarmonizeError, StorageError
-from harmonize.methods import cyclegan, unit
-from harmonize.metrics import HIST_BINS, intensity_histogram, ssim, wasserstein_1d
-from harmonize.preprocess import (
+from harmonize.imaging.preprocess import (
     from_model_range,
     from_uint16,
     pad_to_multiple,
@@ -52,7 +50,9 @@ from harmonize.preprocess import (
     training_image,
     unpad,
 )
-from harmonize.storage import Storage, is_s3, join
+from harmonize.io.storage import Storage, is_s3, join
+from harmonize.methods import cyclegan, unit
+from harmonize.metrics import HIST_BINS, intensity_histogram, ssim, wasserstein_1d
 
 logger = logging.getLogger(__name__)
 

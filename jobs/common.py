@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from harmonize.errors import ConfigError, HarmonizeError
-from harmonize.storage import Storage
+from harmonize.io.storage import Storage
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 

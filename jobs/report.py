@@ -11,7 +11,7 @@ import click
 from common import CONFIGS, Echo, job_storage, load_job, run_command
 from run import method_runs, run_dir
 
-from harmonize.storage import Storage, join
+from harmonize.io.storage import Storage, join
 
 
 def report_runs(spec: dict[str, Any], storage: Storage, echo: Echo = print) -> str:

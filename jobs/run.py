@@ -16,7 +16,7 @@ import click
 from common import CONFIGS, Echo, job_storage, load_job, run_command
 
 from harmonize.errors import ConfigError, HarmonizeError
-from harmonize.storage import Storage, join
+from harmonize.io.storage import Storage, join
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def ray_session(s3_server: object) -> Iterator[object]:
     # Started after the S3 server so Ray workers inherit its credentials and endpoint.
-    from harmonize.distributed import init_ray
+    from harmonize.distributed.session import init_ray
 
     ray = init_ray()
     yield ray

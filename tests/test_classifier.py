@@ -33,9 +33,9 @@ from harmonize.classifier import (
 )
 from harmonize.cli import main
 from harmonize.errors import ConfigError, ModelError
+from harmonize.imaging.preprocess import from_uint16, resize_short_side, to_model_range, to_uint16
+from harmonize.io.storage import Storage
 from harmonize.methods.base import fingerprint
-from harmonize.preprocess import from_uint16, resize_short_side, to_model_range, to_uint16
-from harmonize.storage import Storage
 from harmonize.training import checkpoint_uri, latest_checkpoint, load_checkpoint
 
 from conftest import TARGET

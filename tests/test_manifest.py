@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import duckdb
 import pandas as pd
 
-from harmonize.manifest import COLUMNS, ManifestWriter, done_objects, empty_row, read_manifest
-from harmonize.storage import Storage
+from harmonize.io.manifest import COLUMNS, ManifestWriter, done_objects, empty_row, read_manifest
+from harmonize.io.storage import Storage
 
 
 def _row(i: int, status: str = "ok", config: str = "c1") -> dict:

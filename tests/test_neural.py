@@ -65,8 +65,8 @@ def saved_model(tmp_path) -> tuple[str, nn.Module]:
 def _load(uri: str) -> NeuralHarmonizer:
     import json
 
+    from harmonize.io.storage import Storage, join
     from harmonize.methods.base import MODEL_FILE
-    from harmonize.storage import Storage, join
 
     store = Storage()
     doc = json.loads(store.read_text(join(uri, MODEL_FILE)))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harmonize.errors import HarmonizeError
-from harmonize.preprocess import (
+from harmonize.imaging.preprocess import (
     Padding,
     from_model_range,
     from_uint16,

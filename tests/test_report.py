@@ -17,11 +17,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from harmonize.errors import HarmonizeError
-from harmonize.manifest import ManifestWriter, empty_row
+from harmonize.io.manifest import ManifestWriter, empty_row
+from harmonize.io.storage import Storage
 from harmonize.methods.histogram import HistogramMatching
 from harmonize.metrics import HIST_BINS, auc_ci_delong, auc_difference_delong, wasserstein_1d
 from harmonize.report import build_report
-from harmonize.storage import Storage
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")

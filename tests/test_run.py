@@ -19,11 +19,11 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from harmonize.dicom import decode_dicom
-from harmonize.manifest import read_manifest
+from harmonize.io.manifest import read_manifest
+from harmonize.io.storage import Storage
 from harmonize.methods import load_model
 from harmonize.metrics import intensity_histogram, wasserstein_1d
 from harmonize.run import RunOptions, run_harmonization
-from harmonize.storage import Storage
 
 from conftest import SOURCE, TARGET
 

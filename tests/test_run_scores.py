@@ -17,9 +17,9 @@ from harmonize.classifier import (
     train_classifier,
 )
 from harmonize.dicom import decode_dicom
-from harmonize.manifest import read_manifest
+from harmonize.io.manifest import read_manifest
+from harmonize.io.storage import Storage
 from harmonize.run import RunOptions, run_harmonization
-from harmonize.storage import Storage
 
 from conftest import SOURCE, TARGET
 

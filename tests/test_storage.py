@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from harmonize.errors import StorageError
-from harmonize.storage import Storage, join
+from harmonize.io.storage import Storage, join
 
 
 def test_join_and_normalize(tmp_path) -> None:

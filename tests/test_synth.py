@@ -18,7 +18,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from scipy.stats import wasserstein_distance
 
 from harmonize.errors import ConfigError
-from harmonize.storage import Storage
+from harmonize.io.storage import Storage
 from harmonize.synth import (
     PROFILES,
     load_profile,

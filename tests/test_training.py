@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from harmonize.errors import ConfigError
+from harmonize.imaging.preprocess import to_uint16
+from harmonize.io.storage import Storage
 from harmonize.methods import load_model
-from harmonize.preprocess import to_uint16
-from harmonize.storage import Storage
 from harmonize.training import (
     TrainConfig,
     TrainingData,
@@ -263,7 +263,7 @@ def test_resume_refuses_other_model_settings_and_other_load_sizes(tmp_path, data
 
 @pytest.mark.slow
 def test_train_to_s3_writes_everything_there_and_resumes_from_it(s3_server, data) -> None:
-    from harmonize.storage import join
+    from harmonize.io.storage import join
 
     storage = Storage(endpoint_url=s3_server.endpoint_url)
     out = join(s3_server.create_bucket("training-test"), "cyclegan")

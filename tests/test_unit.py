@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from harmonize.errors import ConfigError, ModelError
+from harmonize.io.storage import Storage
 from harmonize.methods import load_model
 from harmonize.methods.blocks import count_parameters
 from harmonize.methods.unit import (
@@ -23,7 +24,6 @@ from harmonize.methods.unit import (
     build_generator,
     kl_unit_variance,
 )
-from harmonize.storage import Storage
 from harmonize.training import (
     METHODS,
     TrainConfig,

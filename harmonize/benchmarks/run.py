@@ -121,7 +121,7 @@ def run_run_benchmark(
     echo: Callable[[str], Any] = print,
 ) -> dict:
     """Print and return throughput (stream vs loop) and peak memory (archive vs 4x archive)."""
-    from harmonize.distributed import init_ray
+    from harmonize.distributed.session import init_ray
 
     owned = workdir is None
     base = Path(workdir or tempfile.mkdtemp(prefix="harmonize-bench-"))
@@ -194,7 +194,7 @@ def run_mode_benchmark(
     depend on training."""
     import torch
 
-    from harmonize.distributed import init_ray
+    from harmonize.distributed.session import init_ray
     from harmonize.methods.neural import save_neural_model
     from harmonize.synth import synthesize_archive
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harmonize.distributed import _RAY_ENV_DEFAULTS as RAY_ENV_DEFAULTS
+from harmonize.distributed.session import RAY_ENV_DEFAULTS
 from harmonize.errors import ConfigError, HarmonizeError
 
 SUBMITTABLE = ("train", "run", "report")

@@ -25,9 +25,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from harmonize.distributed import init_ray
+from harmonize.distributed.session import init_ray
 from harmonize.errors import ModelError
-from harmonize.manifest import SCHEMA
+from harmonize.io.manifest import SCHEMA
+from harmonize.io.storage import Storage
 from harmonize.methods import Harmonizer, load_model
 from harmonize.pipeline import (
     PAYLOAD,
@@ -39,7 +40,6 @@ from harmonize.pipeline import (
     read_and_decode,
 )
 from harmonize.run import RunOptions, load_run_classifier
-from harmonize.storage import Storage
 
 STREAM_SCHEMA = pa.schema([*SCHEMA, *[pa.field(k, pa.large_binary()) for k in PAYLOAD]])
 _MAX_BLOCKS = 10_000  # enough parallelism for a cluster, few enough blocks to schedule cheaply

@@ -40,10 +40,10 @@ from harmonize.classifier import (
     read_label_table,
     train_classifier,
 )
-from harmonize.distributed import init_ray
 from harmonize.distributed.jobs import aws_env
+from harmonize.distributed.session import init_ray
 from harmonize.errors import ConfigError, HarmonizeError
-from harmonize.storage import Storage, is_s3, join
+from harmonize.io.storage import Storage, is_s3, join
 from harmonize.training import (
     CHECKPOINT_FOLDER,
     DICOM_SUFFIXES,

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 from harmonize.errors import ConfigError, ModelError
+from harmonize.io.storage import Storage, join
 from harmonize.methods.base import FORMAT_VERSION, MODEL_FILE, Harmonizer, fingerprint
 from harmonize.methods.histogram import HistogramMatching
 from harmonize.methods.neural import CycleGANHarmonizer, UNITHarmonizer
 from harmonize.methods.nyul import NyulStandardization
-from harmonize.storage import Storage, join
 
 # method name -> harmonizer class (the one place a method is looked up by name)
 REGISTRY: dict[str, type[Harmonizer]] = {

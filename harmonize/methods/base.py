@@ -19,7 +19,7 @@ import numpy as np
 
 from harmonize import __version__
 from harmonize.errors import ConfigError, ModelError
-from harmonize.storage import Storage, join
+from harmonize.io.storage import Storage, join
 
 MODEL_FILE = "harmonizer.json"
 FORMAT_VERSION = 1

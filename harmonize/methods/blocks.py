@@ -111,7 +111,7 @@ class ResnetGenerator(nn.Module):
     """The CycleGAN ResNet generator: image (N, C, H, W) in [-1, 1] -> same shape in [-1, 1].
 
     ``c7s1-ngf, d(2 ngf), d(4 ngf), n_blocks x R(4 ngf), u(2 ngf), u(ngf), c7s1-C, tanh``.
-    H and W must be divisible by 4 (``harmonize.preprocess.pad_to_multiple``).
+    H and W must be divisible by 4 (``harmonize.imaging.preprocess.pad_to_multiple``).
     """
 
     def __init__(self, ngf: int = 64, n_blocks: int = 9, channels: int = 1) -> None:
@@ -135,7 +135,7 @@ class ResnetGenerator(nn.Module):
         if height % 4 or width % 4:
             raise ModelError(
                 f"the generator needs height and width divisible by 4, got {height}x{width}; "
-                "pad with harmonize.preprocess.pad_to_multiple(image, 4)"
+                "pad with harmonize.imaging.preprocess.pad_to_multiple(image, 4)"
             )
         return self.head(self.up(self.blocks(self.down(self.stem(x)))))
 

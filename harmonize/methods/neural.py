@@ -29,8 +29,8 @@ from safetensors.torch import save as save_safetensors
 
 from harmonize import __version__
 from harmonize.errors import ModelError
+from harmonize.io.storage import Storage, join
 from harmonize.methods.base import FORMAT_VERSION, MODEL_FILE, Harmonizer, check_display_image
-from harmonize.storage import Storage, join
 
 WEIGHTS_FILE = "weights.safetensors"
 CURVE_BINS = 256  # intensity bins of the fitted curve (display range [0, 1])

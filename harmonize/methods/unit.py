@@ -211,7 +211,7 @@ def _check_size(x: torch.Tensor) -> None:
     if height % 4 or width % 4:
         raise ModelError(
             f"the UNIT generator needs height and width divisible by 4, got {height}x{width}; "
-            "pad with harmonize.preprocess.pad_to_multiple(image, 4)"
+            "pad with harmonize.imaging.preprocess.pad_to_multiple(image, 4)"
         )
 
 

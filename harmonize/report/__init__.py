@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from harmonize.io.storage import Storage, join
 from harmonize.report.auc import ClassifierTable, classifier_table
 from harmonize.report.data import (
     ConfigRows,
@@ -41,7 +42,6 @@ from harmonize.report.sections import (
     summary_section,
 )
 from harmonize.report.summary import MethodSummary, config_label, summarize
-from harmonize.storage import Storage, join
 
 __all__ = ["ClassifierTable", "MethodSummary", "Report", "build_report"]
 

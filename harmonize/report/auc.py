@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from harmonize.manifest import STATUS_OK
+from harmonize.io.manifest import STATUS_OK
 from harmonize.metrics import (
     AucDifference,
     auc_ci_delong,

@@ -20,10 +20,10 @@ import pandas as pd
 import pyarrow as pa
 
 from harmonize.errors import HarmonizeError
-from harmonize.manifest import MANIFEST_DIR, STATUS_ERROR, STATUS_OK, read_manifest
+from harmonize.io.manifest import MANIFEST_DIR, STATUS_ERROR, STATUS_OK, read_manifest
+from harmonize.io.storage import Storage, join
 from harmonize.methods.base import MODEL_FILE
 from harmonize.metrics import HIST_BINS
-from harmonize.storage import Storage, join
 
 GROUP_KEYS = ("method", "mode", "config_hash")
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from harmonize.dicom import decode_dicom
+from harmonize.io.storage import Storage
 from harmonize.report.plots import downsample
 from harmonize.report.summary import MethodSummary
-from harmonize.storage import Storage
 
 IMAGES_PER_CONFIG = 4
 MAX_TRIES_PER_CONFIG = 3 * IMAGES_PER_CONFIG  # unreadable candidates are skipped, up to this

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from harmonize.manifest import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
+from harmonize.io.manifest import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 from harmonize.report.auc import AucRow, ClassifierTable
 from harmonize.report.document import BulletList, Figure, Paragraph, Section, Table
 from harmonize.report.summary import Distances, MethodSummary

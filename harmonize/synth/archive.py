@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from harmonize.errors import ConfigError
-from harmonize.storage import Storage, join
+from harmonize.io.storage import Storage, join
 from harmonize.synth.anatomy import Patient, sample_patient
 from harmonize.synth.arrays import StoredArray
 from harmonize.synth.detector import expose, to_stored

@@ -11,7 +11,7 @@ import io
 
 import pandas as pd
 
-from harmonize.storage import Storage, join
+from harmonize.io.storage import Storage, join
 
 COLUMNS = ["image_id", "site", "label", "path"]
 PARQUET_NAME = "labels.parquet"

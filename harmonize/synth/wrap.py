@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from harmonize.errors import ConfigError, HarmonizeError
-from harmonize.storage import Storage, is_s3, join
+from harmonize.io.storage import Storage, is_s3, join
 from harmonize.synth.detector import to_stored
 from harmonize.synth.dicom_writer import build_dataset, encode, make_identity
 from harmonize.synth.labels import labels_frame, write_labels

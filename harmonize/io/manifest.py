@@ -22,7 +22,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from harmonize.errors import StorageError
-from harmonize.storage import Storage, join
+from harmonize.io.storage import Storage, join
 
 MANIFEST_DIR = "manifest"
 

@@ -1,0 +1,41 @@
+"""The Ray session: connect to a cluster or start a local Ray owned by this process."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+# Local Ray on small machines: no usage stats upload, no token auth on loopback, fast Train
+# health checks. Set before Ray is imported; a cluster's own environment wins (setdefault).
+RAY_ENV_DEFAULTS = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
+    "RAY_TRAIN_V2_ENABLED": "1",
+}
+
+
+def init_ray(address: str | None = None, *, quiet: bool = True) -> Any:
+    """Connect to the Ray cluster at ``address`` or start a local one; reuse a live session."""
+    for key, value in RAY_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    import ray
+    from ray.data import DataContext
+
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level=logging.WARNING if quiet else logging.INFO,
+            log_to_driver=not quiet,
+        )
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # the driver shows one bar over finished objects
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    if quiet:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # It warns that the progress bars it was just told to disable are disabled.
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    return ray

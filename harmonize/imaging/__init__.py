@@ -1,0 +1,1 @@
+"""Image preprocessing shared by training, inference and the classifier."""

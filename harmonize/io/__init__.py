@@ -1,0 +1,1 @@
+"""Input and output: storage URIs (local, s3://), archives, labels tables, run manifests."""
