@@ -42,17 +42,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmonize import __version__
+from harmonize.device import pick_device
 from harmonize.errors import ConfigError, HarmonizeError, ModelError
 from harmonize.imaging.preprocess import from_uint16, resize_short_side, to_model_range, to_uint16
-from harmonize.io.storage import Storage, join
-from harmonize.methods.base import FORMAT_VERSION, check_display_image, fingerprint
-from harmonize.methods.base import MODEL_FILE as HARMONIZER_FILE
-from harmonize.methods.neural import save_neural_model
+from harmonize.io.archive import list_images
+from harmonize.io.labels import finding_labels, read_labels
+from harmonize.io.storage import Storage
+from harmonize.methods.base import check_display_image
+from harmonize.models.files import CLASSIFIER_FILE, load_weights, read_model, write_model
 from harmonize.training import (
     CHECKPOINT_FORMAT,
-    DICOM_SUFFIXES,
     MetricsLog,
-    _default_device,
     checkpoint_uri,
     latest_checkpoint,
     load_checkpoint,
@@ -64,7 +64,6 @@ from harmonize.training import (
 logger = logging.getLogger(__name__)
 
 METHOD = "classifier"
-CLASSIFIER_FILE = "classifier.json"
 BLOCKS = (2, 2, 2, 2)  # BasicBlocks per stage: ResNet-18
 MIN_INPUT_SIZE = 32  # the network halves the image five times
 EVAL_BATCH = 64
@@ -492,53 +491,8 @@ class ClassifierData:
         )
 
 
-def read_label_table(labels_uri: str, storage: Storage | None = None) -> dict[str, int]:
-    """``{image_id: label}`` from a labels table (Parquet, or CSV when the name ends .csv) with
-    columns ``image_id`` and ``label``; rows with a null label are left out.
-
-    Raises:
-        ConfigError: the table is missing or unreadable, lacks a column, holds a label other
-            than 0/1, or gives one image_id two different labels.
-    """
-    import pandas as pd
-
-    fix = (
-        "pass the labels.parquet that `harmonize synth` writes next to the site folders, or a "
-        "Parquet/CSV table with columns image_id (SOPInstanceUID) and label (1 = finding)"
-    )
-    try:
-        raw = (storage or Storage()).read(labels_uri)
-    except HarmonizeError as err:
-        raise ConfigError(f'cannot read the labels table "{labels_uri}": {err}; {fix}') from err
-    try:
-        if labels_uri.lower().endswith(".csv"):
-            table = pd.read_csv(io.BytesIO(raw), dtype={"image_id": str})
-        else:
-            table = pd.read_parquet(io.BytesIO(raw))
-    except Exception as err:  # pandas/pyarrow raise many types; all mean "not a table"
-        raise ConfigError(f'"{labels_uri}" is not a readable labels table: {err}; {fix}') from err
-    missing = sorted({"image_id", "label"} - set(table.columns))
-    if missing:
-        raise ConfigError(f'the labels table "{labels_uri}" has no column {missing}; {fix}')
-    table = table[["image_id", "label"]].dropna()
-    try:
-        labels = table["label"].astype("int64")
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f'labels in "{labels_uri}" must be 0 or 1: {err}') from err
-    bad = sorted(set(labels.tolist()) - {0, 1})
-    if bad:
-        raise ConfigError(f'labels in "{labels_uri}" must be 0 or 1, found {bad}')
-    out: dict[str, int] = {}
-    for image_id, label in zip(table["image_id"].astype(str), labels.tolist(), strict=True):
-        if out.setdefault(image_id, label) != label:
-            raise ConfigError(
-                f'image_id {image_id} has labels 0 and 1 in "{labels_uri}"; fix the table'
-            )
-    return out
-
-
 def _decode_for_classifier(task: tuple[str, int, Storage]) -> tuple[str, np.ndarray | None, str]:
-    from harmonize.dicom import decode_dicom
+    from harmonize.dicom.decode import decode_dicom
 
     uri, input_size, storage = task
     try:
@@ -570,10 +524,8 @@ def prepare_classifier_data(
     from tqdm import tqdm
 
     store = storage or Storage()
-    label_of = read_label_table(labels_uri, store)
-    objects = store.list(archive_uri, suffixes=DICOM_SUFFIXES)[:limit]
-    if not objects:
-        raise ConfigError(f'no images under "{archive_uri}" ending with {list(DICOM_SUFFIXES)}')
+    label_of = finding_labels(read_labels(labels_uri, store))
+    objects = list_images(archive_uri, store, limit=limit)
     tasks = [(o.uri, input_size, store) for o in objects]
     images, labels, image_ids, errors = [], [], [], []
     seen: set[str] = set()
@@ -795,7 +747,7 @@ def train_classifier(
             to split, or the checkpoint to resume was trained with other settings or data.
     """
     store = storage or Storage()
-    device = torch.device(device) if device is not None else _default_device()
+    device = pick_device(device)
     if data.input_size != config.input_size:
         raise ConfigError(
             f"the classifier data was prepared at input_size {data.input_size}, the config asks "
@@ -943,16 +895,15 @@ def save_classifier(
     storage: Storage | None = None,
 ) -> str:
     """Write ``weights.safetensors`` then ``classifier.json`` (method, model config, the
-    weights' SHA-256, the card) under ``out_uri``, as ``save_neural_model`` writes a
-    harmonizer; returns the JSON's URI."""
-    return save_neural_model(
+    weights' SHA-256, the card) under ``out_uri``; returns the JSON's URI."""
+    return write_model(
         out_uri,
         method=METHOD,
-        model_config=model_config,
-        generator_state=weights,
+        state={"model_config": model_config},
+        weights=weights,
         card=card,
         storage=storage,
-        model_file=CLASSIFIER_FILE,
+        file_name=CLASSIFIER_FILE,
     )
 
 
@@ -974,7 +925,7 @@ class Classifier:
         uri: str = "",
         device: torch.device | str | None = None,
     ) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.model_config = dict(model_config)
         self.input_size = int(model_config["input_size"])
@@ -1014,49 +965,6 @@ def load_classifier(uri: str, storage: Storage | None = None) -> Classifier:
     Raises:
         ModelError: nothing usable is there, another kind of model, or changed weights.
     """
-    store = storage or Storage()
-    folder = uri[: -len(CLASSIFIER_FILE)].rstrip("/") if uri.endswith(CLASSIFIER_FILE) else uri
-    path = join(folder, CLASSIFIER_FILE)
-    try:
-        text = store.read_text(path)
-    except HarmonizeError as err:
-        if store.exists(join(folder, HARMONIZER_FILE)):
-            raise ModelError(
-                f'"{folder}" holds a harmonizer ({HARMONIZER_FILE}), not a classifier; pass the '
-                "--out of `harmonize train classifier`"
-            ) from err
-        raise ModelError(
-            f'no classifier at "{folder}" ({err}); train one first: `harmonize train classifier '
-            f"--archive TARGET_URI --labels LABELS_URI --out {folder}`"
-        ) from err
-    try:
-        doc = json.loads(text)
-        method, state = doc["method"], doc["state"]
-        model_config = dict(state["model_config"])
-        weights_file, expected = state["weights_file"], state["weights_sha256"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise ModelError(f'"{path}" is not a harmonize classifier file: {err}') from err
-    if method != METHOD:
-        raise ModelError(f'"{path}" holds a "{method}" model, not a {METHOD}')
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise ModelError(
-            f'"{path}" has format version {doc.get("format_version")}, this harmonize reads '
-            f"{FORMAT_VERSION}; retrain the classifier with this version"
-        )
-    try:
-        blob = store.read(join(folder, weights_file))
-    except HarmonizeError as err:
-        raise ModelError(f"cannot read the classifier weights: {err}") from err
-    if hashlib.sha256(blob).hexdigest() != expected:
-        raise ModelError(
-            f'the classifier weights under "{folder}" do not match their recorded SHA-256: the '
-            "model folder was changed or copied partially; copy it again or retrain"
-        )
-    from safetensors.torch import load as load_safetensors
-
-    model = build_classifier(model_config)
-    try:
-        model.load_state_dict(load_safetensors(blob))
-    except Exception as err:  # safetensors and torch both: the weights do not fit the config
-        raise ModelError(f"the classifier weights do not fit its config: {err}") from err
-    return Classifier(model, model_config, doc.get("card", {}), fingerprint(text), folder)
+    saved = read_model(uri, storage, file_name=CLASSIFIER_FILE, expected_method=METHOD)
+    model = load_weights(build_classifier(saved.model_config), saved)
+    return Classifier(model, saved.model_config, saved.card, saved.model_hash, saved.uri)

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from harmonize.errors import HarmonizeError
+from harmonize.io.archive import DICOM_SUFFIXES
 
 URI = click.STRING  # a local path or s3://bucket/prefix
 
@@ -139,7 +140,7 @@ def _classical_train_command(method: str, summary: str) -> None:
         workers: int | None,
         progress: bool,
     ) -> None:
-        from harmonize.fitting import fit_classical
+        from harmonize.methods.fit import fit_classical
 
         result = fit_classical(
             method,
@@ -374,7 +375,7 @@ def train_classifier_command(
     "--suffix",
     "suffixes",
     multiple=True,
-    default=(".dcm", ".dicom"),
+    default=DICOM_SUFFIXES,
     help="Input object name endings to take ('' takes every object).",
 )
 @click.option("--run-id", default=None, help="Run id (default: UTC time + random).")
@@ -400,7 +401,7 @@ def run(
     progress: bool,
 ) -> None:
     """Harmonize an archive: derived DICOM under OUT/images/, manifest under OUT/manifest/."""
-    from harmonize.methods import method_names
+    from harmonize.models.registry import method_names
     from harmonize.run import RunOptions, run_harmonization
 
     if method not in method_names():

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harmonize.fitting import fit_classical
 from harmonize.io.storage import Storage, join
+from harmonize.methods.fit import fit_classical
 from harmonize.report import build_report
 from harmonize.run import RunOptions, run_harmonization
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from harmonize.errors import ConfigError
 from harmonize.io.storage import Storage, join
-from harmonize.methods import REGISTRY
+from harmonize.models.registry import METHODS
 from harmonize.report import Report, build_report
 from harmonize.run import RunOptions, run_harmonization
 
@@ -135,8 +135,8 @@ class ExperimentResult:
 
 def available(methods: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """(methods this version can run, {method: why not} for the rest)."""
-    ok = [m for m in methods if m in REGISTRY]
-    return ok, {m: "not available in this version" for m in methods if m not in REGISTRY}
+    ok = [m for m in methods if m in METHODS]
+    return ok, {m: "not available in this version" for m in methods if m not in METHODS}
 
 
 def run_experiment(
@@ -154,7 +154,7 @@ def run_experiment(
         prepare_classifier_data,
         train_classifier,
     )
-    from harmonize.fitting import fit_classical
+    from harmonize.methods.fit import fit_classical
     from harmonize.synth import synthesize_archive
     from harmonize.training import load_train_config, prepare_training_data, train
 

@@ -28,11 +28,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from harmonize import __version__
-from harmonize.dicom import decode_dicom, encode_derived, header_from_bytes, header_to_bytes
+from harmonize.dicom.decode import decode_dicom
+from harmonize.dicom.encode import encode_derived
+from harmonize.dicom.header import header_from_bytes, header_to_bytes
 from harmonize.io.manifest import STATUS_ERROR, STATUS_OK, empty_row
 from harmonize.io.storage import Storage, join
-from harmonize.methods import Harmonizer
-from harmonize.metrics import HIST_BINS, intensity_histogram, ssim
+from harmonize.methods.base import Harmonizer
+from harmonize.metrics.histogram import HIST_BINS, intensity_histogram
+from harmonize.metrics.ssim import SSIM_OPTIONS, ssim
 
 PAYLOAD = ("pixels", "out_pixels", "header")
 
@@ -41,17 +44,6 @@ class Scorer(Protocol):
     """What the score stage needs from a classifier (``harmonize.classifier.Classifier``)."""
 
     def score(self, images: Sequence[np.ndarray]) -> np.ndarray: ...
-
-
-# SSIM in the manifest: Wang et al. (2004) Gaussian-window SSIM on display intensities in [0, 1],
-# equal to skimage's structural_similarity(..., gaussian_weights=True, sigma=1.5,
-# use_sample_covariance=False, data_range=1).
-SSIM_OPTIONS: dict[str, Any] = {
-    "gaussian_weights": True,
-    "sigma": 1.5,
-    "use_sample_covariance": False,
-    "data_range": 1.0,
-}
 
 
 @dataclass(frozen=True)
@@ -255,7 +247,7 @@ def _encode(row: dict[str, Any], spec: RunSpec) -> None:
         pixels_of(row, "out_pixels"),
         method=spec.method,
         description=f"harmonize {spec.method} ({spec.mode}) model {spec.model_hash}",
-        uid_entropy=[spec.method, spec.pixels_hash],  # source UIDs are mixed in by dicom.py
+        uid_entropy=[spec.method, spec.pixels_hash],  # source UIDs are mixed in by dicom/encode.py
     )  # the encoded file replaces the header payload until it is written
 
 

@@ -7,7 +7,6 @@ The orchestration here is plain Python; the per-object work runs either in this 
 
 from __future__ import annotations
 
-import io
 import secrets
 import time
 from collections import Counter
@@ -16,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow.parquet as pq
-
 from harmonize.errors import ConfigError, ModelError, StorageError
+from harmonize.io.archive import DICOM_SUFFIXES, list_images
+from harmonize.io.labels import read_labels, site_and_label
 from harmonize.io.manifest import (
     STATUS_SKIPPED,
     ManifestWriter,
@@ -27,14 +25,12 @@ from harmonize.io.manifest import (
     read_manifest,
     run_prefix,
 )
-from harmonize.io.storage import ObjectInfo, Storage
-from harmonize.methods import LoadedModel, load_model
+from harmonize.io.storage import Storage
+from harmonize.models.registry import LoadedModel, load_model
 from harmonize.pipeline import RunSpec, new_row, process_object, relative_path
 
 if TYPE_CHECKING:
     from harmonize.classifier import Classifier
-
-DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
 @dataclass(frozen=True)
@@ -86,33 +82,6 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def load_labels(uri: str, storage: Storage) -> dict[str, tuple[str | None, int | None]]:
-    """image_id → (site, label) from a labels table (Parquet or CSV with image_id, site, label)."""
-    try:
-        data = storage.read(uri)
-        df = (
-            pd.read_csv(io.BytesIO(data))
-            if uri.endswith(".csv")
-            else pq.read_table(io.BytesIO(data)).to_pandas()
-        )
-    except (StorageError, OSError, ValueError) as err:
-        raise ConfigError(f'cannot read labels table "{uri}": {err}') from err
-    missing = {"image_id", "label"} - set(df.columns)
-    if missing:
-        raise ConfigError(
-            f'labels table "{uri}" lacks column(s) {sorted(missing)}; '
-            "expected image_id, site, label"
-        )
-    sites = df["site"] if "site" in df.columns else pd.Series([None] * len(df))
-    out: dict[str, tuple[str | None, int | None]] = {}
-    for image_id, site, label in zip(df["image_id"], sites, df["label"], strict=True):
-        out[str(image_id)] = (
-            None if pd.isna(site) else str(site),
-            None if pd.isna(label) else int(label),
-        )
-    return out
-
-
 def site_from_path(input_uri: str, uri: str) -> str | None:
     """The first folder below the input prefix (archives are laid out as <prefix>/<site>/...)."""
     rel = relative_path(input_uri, uri)
@@ -123,16 +92,20 @@ def plan(
     spec: RunSpec, storage: Storage, options: RunOptions
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows to process, rows skipped as already done) for every listed input object."""
-    objects: list[ObjectInfo] = storage.list(spec.input_uri, suffixes=options.suffixes)
     out_prefix = spec.out_uri + "/"
-    objects = [o for o in objects if not o.uri.startswith(out_prefix)]  # OUT may sit inside INPUT
-    if options.limit is not None:
-        objects = objects[: options.limit]
-    if not objects:
-        raise ConfigError(
-            f'no input objects under "{spec.input_uri}" ending with {list(options.suffixes)}; '
-            "check the URI, or pass --suffix '' to take every object"
+    objects = [  # OUT may sit inside INPUT
+        o
+        for o in list_images(
+            spec.input_uri,
+            storage,
+            what="input objects",
+            suffixes=options.suffixes,
+            hint=", or pass --suffix '' to take every object",
         )
+        if not o.uri.startswith(out_prefix)
+    ][: options.limit]
+    if not objects:
+        raise ConfigError(f'no input objects under "{spec.input_uri}" apart from the output')
     done = done_objects(read_manifest(spec.out_uri, storage), spec.method, spec.config_hash)
     todo, skipped = [], []
     for obj in objects:
@@ -224,7 +197,7 @@ def run_harmonization(
         classifier_uri=classifier_uri,
         classifier_hash=classifier.model_hash if classifier is not None else None,
     )
-    labels = load_labels(opts.labels_uri, store) if opts.labels_uri else {}
+    labels = site_and_label(read_labels(opts.labels_uri, store)) if opts.labels_uri else {}
     start = time.perf_counter()
     todo, skipped = plan(spec, store, opts)
     writer = ManifestWriter(spec.out_uri, spec.run_id, store)

@@ -6,7 +6,7 @@
 and kept in memory as 16-bit levels), logs the losses (``OUT/metrics.jsonl``, TensorBoard under
 ``OUT/tensorboard/``, a tqdm bar, an optional ``report`` callback for Ray Train), writes whole
 checkpoints (``OUT/checkpoints/step-0002000.pt``) that resume bit-exactly, and at the end saves the
-source->target generator with a model card through ``save_neural_model``.
+source->target generator with a model card through ``models.files.write_model``.
 
 Distributed training (``harmonize.distributed.train``) calls ``train`` once per worker with its
 ``rank``, ``world_size`` and ``wrap=prepare_model``; only rank 0 writes files.
@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from harmonize import __version__
+from harmonize.device import pick_device
 from harmonize.errors import ConfigError, HarmonizeError, StorageError
 from harmonize.imaging.preprocess import (
     from_model_range,
@@ -50,13 +51,14 @@ from harmonize.imaging.preprocess import (
     training_image,
     unpad,
 )
+from harmonize.io.archive import list_images
 from harmonize.io.storage import Storage, is_s3, join
-from harmonize.methods import cyclegan, unit
-from harmonize.metrics import HIST_BINS, intensity_histogram, ssim, wasserstein_1d
+from harmonize.metrics.histogram import HIST_BINS, intensity_histogram, wasserstein_1d
+from harmonize.metrics.ssim import SSIM_OPTIONS, ssim
+from harmonize.models.registry import NEURAL, gan_parts, method_names
 
 logger = logging.getLogger(__name__)
 
-DICOM_SUFFIXES = (".dcm", ".dicom")
 CHECKPOINT_FOLDER = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_FOLDER = "tensorboard"
@@ -77,23 +79,6 @@ class GanRecipe(Protocol):
     def model_config(self) -> dict[str, Any]: ...
     @property
     def learning_rate(self) -> float: ...
-
-
-@dataclass(frozen=True)
-class MethodEntry:
-    """A trainable method: its recipe class, its model-config parser and generator builder."""
-
-    recipe: Callable[..., GanRecipe]
-    parse_config: Callable[[Mapping[str, Any]], object]
-    build_generator: Callable[[Mapping[str, Any]], nn.Module]
-
-
-METHODS: dict[str, MethodEntry] = {
-    "cyclegan": MethodEntry(
-        cyclegan.CycleGANRecipe, cyclegan.CycleGANConfig.from_dict, cyclegan.build_generator
-    ),
-    "unit": MethodEntry(unit.UNITRecipe, unit.UNITConfig.from_dict, unit.build_generator),
-}
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -141,9 +126,9 @@ class TrainConfig:
     validation_images: int = 8
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
+        if self.method not in method_names(NEURAL):
             raise ConfigError(
-                f'cannot train method "{self.method}"; trainable methods: {sorted(METHODS)}'
+                f'cannot train method "{self.method}"; trainable methods: {method_names(NEURAL)}'
             )
         positive = ("steps", "batch_size", "crop_size", "load_size", "log_every")
         for name in (*positive, "checkpoint_every", "seed", "validation_images"):
@@ -181,7 +166,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.model, Mapping):
             raise ConfigError(f"model must be a mapping of model settings, got {self.model!r}")
-        METHODS[self.method].parse_config(self.model)  # raises ConfigError naming bad settings
+        gan_parts(self.method).parse_config(self.model)  # raises ConfigError naming bad settings
 
     @property
     def decay_start_step(self) -> int:
@@ -320,7 +305,7 @@ class TrainingData:
 
 
 def _decode_for_training(task: tuple[str, int, Storage]) -> tuple[np.ndarray | None, str]:
-    from harmonize.dicom import decode_dicom
+    from harmonize.dicom.decode import decode_dicom
 
     uri, load_size, storage = task
     try:
@@ -350,9 +335,7 @@ def prepare_training_data(
     sites: dict[str, list[np.ndarray]] = {}
     unreadable: dict[str, int] = {}
     for name, uri in (("source", source_uri), ("target", target_uri)):
-        objects = store.list(uri, suffixes=DICOM_SUFFIXES)[:limit]
-        if not objects:
-            raise ConfigError(f'no {name} images under "{uri}" ending with {list(DICOM_SUFFIXES)}')
+        objects = list_images(uri, store, what=f"{name} images", limit=limit)
         tasks = [(o.uri, load_size, store) for o in objects]
         images, errors = [], []
         n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
@@ -526,17 +509,7 @@ def validate_generator(
     for levels in source_images:
         original = from_uint16(levels)
         harmonized = harmonize_display_image(generator, original, device)
-        scores.append(
-            float(
-                ssim(
-                    original,
-                    harmonized,
-                    data_range=1.0,
-                    gaussian_weights=True,
-                    use_sample_covariance=False,
-                )
-            )
-        )
+        scores.append(float(ssim(original, harmonized, **SSIM_OPTIONS)))
         before.append(
             wasserstein_1d(intensity_histogram(original, bins=HIST_BINS), target_histogram)
         )
@@ -566,12 +539,6 @@ class TrainResult:
     model_uri: str | None
     checkpoint_uri: str | None
     validation: dict[str, float | int] | None
-
-
-def _default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def resolved_config(config: TrainConfig, device: torch.device) -> dict[str, Any]:
@@ -665,7 +632,7 @@ def train(
             was trained with other model settings.
     """
     store = storage or Storage()
-    device = torch.device(device) if device is not None else _default_device()
+    device = pick_device(device)
     if data.load_size != config.load_size:
         raise ConfigError(
             f"the training data was prepared at load_size {data.load_size}, the config asks for "
@@ -675,7 +642,7 @@ def train(
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    recipe = METHODS[config.method].recipe(
+    recipe = gan_parts(config.method).recipe(
         config.model,
         steps=config.steps,
         decay_start=config.decay_start_step,
@@ -797,7 +764,7 @@ def _validate(
     device: torch.device,
 ) -> tuple[dict[str, float | int], np.ndarray]:
     """The validation pass of the model card, through the inference path (build + load)."""
-    generator = METHODS[config.method].build_generator(model_config)
+    generator = gan_parts(config.method).build_generator(model_config)
     generator.load_state_dict(recipe.generator_state())
     target_histogram = site_histogram(data.target)
     images = data.source[: config.validation_images]
@@ -814,13 +781,13 @@ def _save_model(
     card: dict[str, Any],
     storage: Storage,
 ) -> str:
-    from harmonize.methods.neural import save_neural_model
+    from harmonize.models.files import write_model
 
-    return save_neural_model(
+    return write_model(
         out_uri,
         method=method,
-        model_config=model_config,
-        generator_state=recipe.generator_state(),
+        state={"model_config": model_config},
+        weights=recipe.generator_state(),
         card=card,
         storage=storage,
     )

@@ -70,7 +70,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def histogram_model(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from harmonize.fitting import fit_classical
+    from harmonize.methods.fit import fit_classical
 
     out = str(tmp_path_factory.mktemp("models") / "histogram")
     fit_classical("histogram", str(archive / TARGET), out, workers=1, progress=False)

@@ -12,20 +12,12 @@ import torch
 from torch import nn
 
 from harmonize.errors import ConfigError, ModelError
-from harmonize.methods.blocks import (
-    ImagePool,
-    PatchDiscriminator,
-    ResnetGenerator,
-    count_parameters,
-    init_normal,
-    linear_decay,
-)
-from harmonize.methods.cyclegan import (
-    LOSS_NAMES,
-    CycleGANConfig,
-    CycleGANRecipe,
-    build_generator,
-)
+from harmonize.gan.cyclegan.config import CycleGANConfig
+from harmonize.gan.cyclegan.networks import build_generator
+from harmonize.gan.cyclegan.recipe import LOSS_NAMES, CycleGANRecipe
+from harmonize.gan.layers import PatchDiscriminator, ResnetGenerator, count_parameters, init_normal
+from harmonize.gan.pool import ImagePool
+from harmonize.gan.schedules import linear_decay
 
 TINY = {"ngf": 8, "ndf": 8, "n_blocks": 2}
 GENERATOR_TERMS = ("gan_ab", "gan_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "g_total")

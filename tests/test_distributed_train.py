@@ -18,7 +18,7 @@ from harmonize.cli import main
 from harmonize.distributed.train import clear_checkpoints, data_cache_key, train_distributed
 from harmonize.errors import ConfigError
 from harmonize.io.storage import Storage, join
-from harmonize.methods import load_model
+from harmonize.models.registry import load_model
 from harmonize.training import TrainConfig, latest_checkpoint, load_train_config
 
 from conftest import SOURCE, TARGET

@@ -25,7 +25,7 @@ import yaml
 from harmonize.cli import main
 from harmonize.distributed import jobs
 from harmonize.errors import ConfigError, HarmonizeError
-from harmonize.methods import load_model
+from harmonize.models.registry import load_model
 
 from conftest import SOURCE, TARGET
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from harmonize.dicom import decode_dicom
+from harmonize.dicom.decode import decode_dicom
 from harmonize.io.manifest import read_manifest
-from harmonize.methods import load_model
+from harmonize.models.registry import load_model
 from harmonize.run import RunOptions, run_harmonization
 from harmonize.training import load_train_config, prepare_training_data, train
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from harmonize.methods import create_harmonizer
+from harmonize.models.registry import create_harmonizer
 from harmonize.pipeline import RunSpec, harmonize_and_measure_batch
 
 rng = np.random.default_rng(0)

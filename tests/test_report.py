@@ -20,7 +20,8 @@ from harmonize.errors import HarmonizeError
 from harmonize.io.manifest import ManifestWriter, empty_row
 from harmonize.io.storage import Storage
 from harmonize.methods.histogram import HistogramMatching
-from harmonize.metrics import HIST_BINS, auc_ci_delong, auc_difference_delong, wasserstein_1d
+from harmonize.metrics.histogram import HIST_BINS, wasserstein_1d
+from harmonize.metrics.roc import auc_ci_delong, auc_difference_delong
 from harmonize.report import build_report
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -18,11 +18,11 @@ import pydicom
 import pytest
 from skimage.metrics import structural_similarity
 
-from harmonize.dicom import decode_dicom
+from harmonize.dicom.decode import decode_dicom
 from harmonize.io.manifest import read_manifest
 from harmonize.io.storage import Storage
-from harmonize.methods import load_model
-from harmonize.metrics import intensity_histogram, wasserstein_1d
+from harmonize.metrics.histogram import intensity_histogram, wasserstein_1d
+from harmonize.models.registry import load_model
 from harmonize.run import RunOptions, run_harmonization
 
 from conftest import SOURCE, TARGET

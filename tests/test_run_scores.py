@@ -16,7 +16,7 @@ from harmonize.classifier import (
     prepare_classifier_data,
     train_classifier,
 )
-from harmonize.dicom import decode_dicom
+from harmonize.dicom.decode import decode_dicom
 from harmonize.io.manifest import read_manifest
 from harmonize.io.storage import Storage
 from harmonize.run import RunOptions, run_harmonization

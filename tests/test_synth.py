@@ -18,6 +18,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from scipy.stats import wasserstein_distance
 
 from harmonize.errors import ConfigError
+from harmonize.io.labels import COLUMNS
 from harmonize.io.storage import Storage
 from harmonize.synth import (
     PROFILES,
@@ -34,7 +35,6 @@ from harmonize.synth import (
     synthesize_image,
     wrap_pngs,
 )
-from harmonize.synth.labels import COLUMNS
 
 from conftest import REAL_PNG_DIR
 

@@ -13,7 +13,7 @@ import torch
 from harmonize.errors import ConfigError
 from harmonize.imaging.preprocess import to_uint16
 from harmonize.io.storage import Storage
-from harmonize.methods import load_model
+from harmonize.models.registry import load_model
 from harmonize.training import (
     TrainConfig,
     TrainingData,

@@ -14,18 +14,14 @@ import torch
 from torch import nn
 
 from harmonize.errors import ConfigError, ModelError
+from harmonize.gan.layers import count_parameters
+from harmonize.gan.losses import kl_unit_variance
+from harmonize.gan.unit.config import UNITConfig
+from harmonize.gan.unit.networks import build_generator
+from harmonize.gan.unit.recipe import LOSS_NAMES, UNITRecipe
 from harmonize.io.storage import Storage
-from harmonize.methods import load_model
-from harmonize.methods.blocks import count_parameters
-from harmonize.methods.unit import (
-    LOSS_NAMES,
-    UNITConfig,
-    UNITRecipe,
-    build_generator,
-    kl_unit_variance,
-)
+from harmonize.models.registry import gan_parts, load_model
 from harmonize.training import (
-    METHODS,
     TrainConfig,
     TrainingData,
     checkpoint_uri,
@@ -389,7 +385,7 @@ def test_saved_model_loads_and_transforms_deterministically(trained: Path, mode:
     assert out.min() >= 0.0 and out.max() <= 1.0
     np.testing.assert_array_equal(harmonizer.transform(image), out)  # no sampling
     if mode == "direct":  # equals the rebuilt generator on the reflect-padded image
-        generator = METHODS["unit"].build_generator(loaded.harmonizer.model_config)
+        generator = gan_parts("unit").build_generator(loaded.harmonizer.model_config)
         state = load_checkpoint(checkpoint_uri(str(trained), 6), Storage())["recipe"]
         generator.load_state_dict(
             {k: v for k, v in state["generators"].items() if k in generator.state_dict()}

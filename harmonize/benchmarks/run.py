@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 
 from harmonize.errors import HarmonizeError
-from harmonize.fitting import fit_classical
+from harmonize.methods.fit import fit_classical
 from harmonize.run import RunOptions, run_harmonization
 
 
@@ -195,7 +195,7 @@ def run_mode_benchmark(
     import torch
 
     from harmonize.distributed.session import init_ray
-    from harmonize.methods.neural import save_neural_model
+    from harmonize.models.files import write_model
     from harmonize.synth import synthesize_archive
 
     owned = workdir is None
@@ -212,15 +212,15 @@ def run_mode_benchmark(
             source, ["portable-like"], n_images, seed=3, matrix=matrix, progress=False
         )
         if model_uri is None:  # the method's default architecture, initial weights
-            from harmonize.training import METHODS
+            from harmonize.models.registry import gan_parts
 
             model_uri = str(base / "model")
-            recipe = METHODS[method].recipe({}, steps=1, device=torch.device("cpu"), seed=0)
-            save_neural_model(
+            recipe = gan_parts(method).recipe({}, steps=1, device=torch.device("cpu"), seed=0)
+            write_model(
                 model_uri,
                 method=method,
-                model_config={**recipe.model_config(), "load_size": 286},
-                generator_state=recipe.generator_state(),
+                state={"model_config": {**recipe.model_config(), "load_size": 286}},
+                weights=recipe.generator_state(),
                 card={"note": "untrained weights, for speed benchmarks only"},
             )
         started_ray = not _ray_running()

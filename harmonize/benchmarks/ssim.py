@@ -25,7 +25,7 @@ import torch
 from scipy import ndimage
 
 from harmonize.errors import HarmonizeError
-from harmonize.metrics import ssim
+from harmonize.metrics.ssim import ssim
 
 PARITY_TOLERANCE = 1e-4
 TARGET_SPEEDUP = 20.0

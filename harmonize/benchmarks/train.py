@@ -19,7 +19,9 @@ from typing import Any
 
 import torch
 
-from harmonize.methods.cyclegan import CycleGANConfig, CycleGANRecipe, Precision
+from harmonize.gan.cyclegan.config import CycleGANConfig
+from harmonize.gan.cyclegan.recipe import CycleGANRecipe
+from harmonize.gan.recipe import Precision
 
 
 def _pairs_per_second(

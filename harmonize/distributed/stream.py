@@ -29,7 +29,8 @@ from harmonize.distributed.session import init_ray
 from harmonize.errors import ModelError
 from harmonize.io.manifest import SCHEMA
 from harmonize.io.storage import Storage
-from harmonize.methods import Harmonizer, load_model
+from harmonize.methods.base import Harmonizer
+from harmonize.models.registry import load_model
 from harmonize.pipeline import (
     PAYLOAD,
     RunSpec,

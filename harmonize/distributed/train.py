@@ -37,16 +37,16 @@ from harmonize.classifier import (
     ClassifierData,
     ClassifierResult,
     prepare_classifier_data,
-    read_label_table,
     train_classifier,
 )
 from harmonize.distributed.jobs import aws_env
 from harmonize.distributed.session import init_ray
 from harmonize.errors import ConfigError, HarmonizeError
+from harmonize.io.archive import list_images
+from harmonize.io.labels import finding_labels, read_labels
 from harmonize.io.storage import Storage, is_s3, join
 from harmonize.training import (
     CHECKPOINT_FOLDER,
-    DICOM_SUFFIXES,
     METRICS_FILE,
     TrainConfig,
     TrainingData,
@@ -75,12 +75,9 @@ class WorkerJob:
 def data_cache_key(source_uri: str, target_uri: str, load_size: int, storage: Storage) -> str:
     """A hash of both listings (URI + ETag of every image) and the load size."""
     listing = {
-        name: [[o.uri, o.etag] for o in storage.list(uri, suffixes=DICOM_SUFFIXES)]
+        name: [[o.uri, o.etag] for o in list_images(uri, storage, what=f"{name} images")]
         for name, uri in (("source", source_uri), ("target", target_uri))
     }
-    for name, uri in (("source", source_uri), ("target", target_uri)):
-        if not listing[name]:
-            raise ConfigError(f'no {name} images under "{uri}" ending with {list(DICOM_SUFFIXES)}')
     text = json.dumps({"load_size": load_size, **listing}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -384,10 +381,8 @@ def classifier_data_cache_key(
 ) -> str:
     """A hash of the archive's listing (URI + ETag of every image), the labels table's content
     and the input size."""
-    listing = [[o.uri, o.etag] for o in storage.list(archive_uri, suffixes=DICOM_SUFFIXES)]
-    if not listing:
-        raise ConfigError(f'no images under "{archive_uri}" ending with {list(DICOM_SUFFIXES)}')
-    labels = json.dumps(sorted(read_label_table(labels_uri, storage).items()))
+    listing = [[o.uri, o.etag] for o in list_images(archive_uri, storage)]
+    labels = json.dumps(sorted(finding_labels(read_labels(labels_uri, storage)).items()))
     text = json.dumps({"input_size": input_size, "images": listing, "labels": labels})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from harmonize.errors import HarmonizeError
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
-PadMode = Literal["reflect", "replicate", "constant"]
+PadMode = Literal["reflect", "replicate", "constant", "auto"]
 
 
 def to_model_range(image: Array) -> Array:
@@ -114,7 +114,8 @@ def pad_to_multiple(
         multiple: the divisor the padded height and width must have (4 for the ResNet
             generator's two stride-2 stages).
         mode: ``reflect`` (default: mirrored anatomy, no artificial edge for the network),
-            ``replicate`` or ``constant`` (zeros).
+            ``replicate``, ``constant`` (zeros), or ``auto``: reflect where the image is large
+            enough, else replicate (the generators at inference, which see any image size).
 
     Returns:
         The padded image (the input itself when nothing is needed) and the ``Padding`` that
@@ -131,6 +132,8 @@ def pad_to_multiple(
     padding = Padding(bottom=-height % multiple, right=-width % multiple)
     if padding.bottom == 0 and padding.right == 0:
         return image, padding
+    if mode == "auto":
+        mode = "reflect" if padding.bottom < height and padding.right < width else "replicate"
     if mode == "reflect" and (padding.bottom >= height or padding.right >= width):
         raise HarmonizeError(
             f"cannot reflect-pad an image of {height}x{width} to a multiple of {multiple}; "

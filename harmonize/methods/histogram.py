@@ -15,14 +15,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from harmonize.errors import ConfigError, ModelError
-from harmonize.methods.base import Harmonizer, check_display_image
+from harmonize.methods.base import ClassicalHarmonizer, check_display_image
+from harmonize.validate import check_int
 
 # Display images are quantised to this many grey levels to build exact CDFs with one bincount;
 # DICOM stores at most 16 bits, so nothing is lost.
@@ -58,68 +57,39 @@ class HistogramConfig:
     levels: int = 1025
 
     def __post_init__(self) -> None:
-        if not 3 <= self.levels <= GREY_LEVELS:
-            raise ConfigError(f"histogram levels must be in 3..{GREY_LEVELS}, got {self.levels}")
+        check_int("histogram", "levels", self.levels, low=3, high=GREY_LEVELS)
 
 
-class HistogramMatching(Harmonizer):
+class HistogramMatching(ClassicalHarmonizer):
     method: ClassVar[str] = "histogram"
-    config_class: ClassVar[type | None] = HistogramConfig
+    config_class: ClassVar[type] = HistogramConfig
+    title: ClassVar[str] = "histogram matching"
+    fitted_name: ClassVar[str] = "reference"
+    config: HistogramConfig
 
     def __init__(self, config: HistogramConfig | None = None) -> None:
-        self.config = config or HistogramConfig()
+        super().__init__(config)
         self.probabilities = np.linspace(0.0, 1.0, self.config.levels)
-        self.reference: np.ndarray | None = None
-        self.n_fitted = 0
+
+    @property
+    def reference(self) -> np.ndarray | None:
+        """The fitted reference quantile function (None until fitted)."""
+        return self.fitted
+
+    def n_values(self) -> int:
+        return self.config.levels
 
     def landmarks(self, image: np.ndarray) -> np.ndarray:
-        """One image's summary used by ``fit``: its quantile function (map step of a fit)."""
+        """One image's quantile function at the config's probabilities."""
         return image_quantiles(image, self.probabilities)
 
-    def fit_landmarks(self, landmarks: Iterable[np.ndarray]) -> HistogramMatching:
-        """Reduce step of a fit: average per-image quantile functions."""
-        rows = list(landmarks)
-        if not rows:
-            raise ModelError("histogram matching needs at least one target image to fit")
-        stacked = np.stack(rows)
-        self.reference = np.maximum.accumulate(stacked.mean(axis=0))
-        self.n_fitted = int(stacked.shape[0])
-        return self
-
-    def fit(self, target_images: Iterable[np.ndarray]) -> HistogramMatching:
-        return self.fit_landmarks(self.landmarks(img) for img in target_images)
+    def reduce(self, landmarks: np.ndarray) -> np.ndarray:
+        """The mean of the per-image quantile functions (kept non-decreasing)."""
+        return np.maximum.accumulate(landmarks.mean(axis=0))
 
     def transform(self, image: np.ndarray) -> np.ndarray:
-        if self.reference is None:
-            raise ModelError("histogram matching is not fitted; call fit() or load a model")
+        reference = self.fitted_values()
         levels = quantize(check_display_image(image))
         cdf = grey_level_cdf(levels)
-        lut = np.interp(cdf, self.probabilities, self.reference).astype(np.float32)
+        lut = np.interp(cdf, self.probabilities, reference).astype(np.float32)
         return lut[levels]
-
-    def state(self) -> dict[str, Any]:
-        if self.reference is None:
-            raise ModelError("cannot save an unfitted histogram matching model; fit it first")
-        return {
-            "config": asdict(self.config),
-            "reference": [float(v) for v in self.reference],
-            "n_fitted": self.n_fitted,
-        }
-
-    @classmethod
-    def from_state(
-        cls, state: dict[str, Any], read_file: Callable[[str], bytes] | None = None
-    ) -> HistogramMatching:
-        try:
-            model = cls(HistogramConfig(**state["config"]))
-            reference = np.asarray(state["reference"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ModelError(f"histogram model state is malformed: {err}") from err
-        if reference.shape != model.probabilities.shape:
-            raise ModelError(
-                f"histogram reference has {reference.shape[0]} values, config says "
-                f"{model.config.levels} levels"
-            )
-        model.reference = reference
-        model.n_fitted = int(state.get("n_fitted", 0))
-        return model

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from harmonize.io.manifest import STATUS_OK
-from harmonize.metrics import (
+from harmonize.metrics.roc import (
     AucDifference,
     auc_ci_delong,
     auc_difference_delong,

@@ -22,8 +22,8 @@ import pyarrow as pa
 from harmonize.errors import HarmonizeError
 from harmonize.io.manifest import MANIFEST_DIR, STATUS_ERROR, STATUS_OK, read_manifest
 from harmonize.io.storage import Storage, join
-from harmonize.methods.base import MODEL_FILE
-from harmonize.metrics import HIST_BINS
+from harmonize.metrics.histogram import HIST_BINS
+from harmonize.models.files import HARMONIZER_FILE
 
 GROUP_KEYS = ("method", "mode", "config_hash")
 
@@ -162,7 +162,7 @@ def card_target_histogram(model_uri: str | None, storage: Storage) -> TargetHist
     """``card.target_histogram`` of the model file under ``model_uri``."""
     if not model_uri:
         return TargetHistogram(None, "the rows name no model_uri")
-    path = join(model_uri, MODEL_FILE)
+    path = join(model_uri, HARMONIZER_FILE)
     try:
         card = json.loads(storage.read_text(path)).get("card") or {}
     except (HarmonizeError, ValueError, AttributeError) as err:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from harmonize.dicom import decode_dicom
+from harmonize.dicom.decode import decode_dicom
 from harmonize.io.storage import Storage
 from harmonize.report.plots import downsample
 from harmonize.report.summary import MethodSummary

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from harmonize.metrics import HIST_BINS  # noqa: E402
+from harmonize.metrics.histogram import HIST_BINS
 from harmonize.report.auc import ClassifierTable  # noqa: E402
 from harmonize.report.summary import MethodSummary  # noqa: E402
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harmonize.metrics import wasserstein_1d
+from harmonize.metrics.histogram import wasserstein_1d
 from harmonize.report.data import ConfigRows, TargetHistogram, stacked_histograms
 
 

@@ -12,6 +12,7 @@ Example::
     wrap_pngs("/work/shared/data/cxr-real/mc", "/tmp/a", "mc-like")
 """
 
+from harmonize.io.labels import read_labels, write_labels
 from harmonize.synth.anatomy import Patient, sample_patient
 from harmonize.synth.archive import (
     RENDER_MAX,
@@ -21,7 +22,6 @@ from harmonize.synth.archive import (
     synthesize_image,
 )
 from harmonize.synth.detector import expose, to_stored
-from harmonize.synth.labels import read_labels, write_labels
 from harmonize.synth.profiles import (
     PROFILES,
     RESPONSES,

@@ -18,12 +18,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from harmonize.errors import ConfigError
+from harmonize.io.labels import labels_frame, write_labels
 from harmonize.io.storage import Storage, join
 from harmonize.synth.anatomy import Patient, sample_patient
 from harmonize.synth.arrays import StoredArray
 from harmonize.synth.detector import expose, to_stored
 from harmonize.synth.dicom_writer import Identity, build_dataset, encode, make_identity
-from harmonize.synth.labels import labels_frame, write_labels
 from harmonize.synth.profiles import SiteProfile, load_profile
 from harmonize.synth.render import render_attenuation
 

@@ -19,10 +19,10 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from harmonize.errors import ConfigError, HarmonizeError
+from harmonize.io.labels import labels_frame, write_labels
 from harmonize.io.storage import Storage, is_s3, join
 from harmonize.synth.detector import to_stored
 from harmonize.synth.dicom_writer import build_dataset, encode, make_identity
-from harmonize.synth.labels import labels_frame, write_labels
 from harmonize.synth.profiles import SiteProfile, load_profile
 from harmonize.synth.resample import resize
 

@@ -1,4 +1,4 @@
-"""Fitting the classical harmonizers (histogram matching, Nyúl) from a target-site archive.
+"""Fitting a classical harmonizer (histogram matching, Nyúl) to a target-site archive.
 
 A fit is map/reduce: each target image is decoded and summarised by its landmarks (a quantile
 vector, a few KB) in a pool of threads (pixel decoders and numpy release the GIL for most of the
@@ -18,30 +18,30 @@ import numpy as np
 
 from harmonize import __version__
 from harmonize.errors import ConfigError, HarmonizeError
+from harmonize.io.archive import DICOM_SUFFIXES, list_images
 from harmonize.io.storage import Storage
-from harmonize.methods import create_harmonizer
-from harmonize.methods.base import Harmonizer
-from harmonize.metrics import HIST_BINS, intensity_histogram
-
-CLASSICAL_METHODS = ("histogram", "nyul")
+from harmonize.methods.base import ClassicalHarmonizer
+from harmonize.metrics.histogram import HIST_BINS, intensity_histogram
+from harmonize.models.registry import CLASSICAL, create_harmonizer, method_names
 
 
 @dataclass(frozen=True)
 class FitResult:
-    harmonizer: Harmonizer
+    harmonizer: ClassicalHarmonizer
     model_uri: str
     card: dict[str, Any]
 
 
-def _landmarks_of(task: tuple[str, str, dict[str, Any], Storage]) -> tuple[str, Any, Any, str]:
-    """Map step: decode one object → (uri, landmarks, histogram, error message or "")."""
-    from harmonize.dicom import decode_dicom
+def _landmarks_of(
+    task: tuple[str, ClassicalHarmonizer, Storage],
+) -> tuple[str, np.ndarray | None, np.ndarray | None, str]:
+    """Map step: decode one object -> (uri, landmarks, histogram, error message or "")."""
+    from harmonize.dicom.decode import decode_dicom
 
-    uri, method, config, storage = task
+    uri, harmonizer, storage = task
     try:
         pixels = decode_dicom(storage.read(uri)).pixels
-        model = create_harmonizer(method, config)
-        return uri, model.landmarks(pixels), intensity_histogram(pixels, bins=HIST_BINS), ""  # type: ignore[attr-defined]
+        return uri, harmonizer.landmarks(pixels), intensity_histogram(pixels, bins=HIST_BINS), ""
     except HarmonizeError as err:
         return uri, None, None, str(err)
 
@@ -51,29 +51,32 @@ def fit_classical(
     target_uri: str,
     out_uri: str,
     *,
-    config: dict[str, Any] | None = None,
+    config: Any = None,
     storage: Storage | None = None,
-    suffixes: tuple[str, ...] = (".dcm", ".dicom"),
+    suffixes: tuple[str, ...] = DICOM_SUFFIXES,
     workers: int | None = None,
     progress: bool = True,
 ) -> FitResult:
     """Fit ``method`` on every image under ``target_uri`` and save it to ``out_uri``.
 
-    Unreadable objects are skipped and counted in the model card (a fit needs many images, not
-    every image). Raises ConfigError when no image could be read.
+    ``config`` is the method's config dataclass or a mapping of its settings. Unreadable
+    objects are skipped and counted in the model card (a fit needs many images, not every
+    image). Fitting is deterministic: the same images and config give the same model (and the
+    same model hash), so a re-run of ``harmonize run`` after an identical re-fit skips.
+
+    Raises:
+        ConfigError: not a classical method, a bad config, or no image could be read.
     """
-    if method not in CLASSICAL_METHODS:
+    if method not in method_names(CLASSICAL):
         raise ConfigError(
-            f'"{method}" is not a classical method ({", ".join(CLASSICAL_METHODS)}); '
+            f'"{method}" is not a classical method ({", ".join(method_names(CLASSICAL))}); '
             "neural methods are trained with `harmonize train cyclegan|unit`"
         )
     store = storage or Storage()
     harmonizer = create_harmonizer(method, config)  # validates the config before any work
-    objects = store.list(target_uri, suffixes=suffixes)
-    if not objects:
-        raise ConfigError(f'no target images under "{target_uri}" ending with {list(suffixes)}')
+    objects = list_images(target_uri, store, what="target images", suffixes=suffixes)
     start = time.perf_counter()
-    tasks = [(o.uri, method, config or {}, store) for o in objects]
+    tasks = [(o.uri, harmonizer, store) for o in objects]
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     landmarks, hists, errors = [], [], []
     from tqdm import tqdm
@@ -97,7 +100,7 @@ def fit_classical(
         raise ConfigError(
             f'none of the {len(tasks)} objects under "{target_uri}" could be read: {errors[:3]}'
         )
-    harmonizer.fit_landmarks(landmarks)  # type: ignore[attr-defined]
+    harmonizer.fit_landmarks(landmarks)
     card = {
         "method": method,
         "target_uri": target_uri,

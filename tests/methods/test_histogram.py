@@ -1,4 +1,4 @@
-"""Histogram matching and Nyúl standardization against references and invariants."""
+"""Histogram matching against scikit-image and its invariants; the classical-model base."""
 
 from __future__ import annotations
 
@@ -9,38 +9,9 @@ import pytest
 from skimage.exposure import match_histograms
 
 from harmonize.errors import ConfigError, ModelError
-from harmonize.methods import create_harmonizer, load_model, method_names
 from harmonize.methods.histogram import HistogramMatching, image_quantiles
-from harmonize.methods.nyul import NyulConfig, NyulStandardization
-from harmonize.metrics import intensity_histogram, wasserstein_1d
-
-
-def _smooth_image(
-    rng: np.random.Generator, shape: tuple[int, int], a: float, b: float
-) -> np.ndarray:
-    """A smooth random field pushed through a beta-like curve: a radiograph-ish histogram."""
-    noise = rng.random(shape)
-    from scipy.ndimage import gaussian_filter
-
-    field = gaussian_filter(noise, 6)
-    field = (field - field.min()) / (field.max() - field.min())
-    return (field**a * (1 - 0.5 * field) ** b).astype(np.float32) / max(
-        1e-6, float((field**a * (1 - 0.5 * field) ** b).max())
-    )
-
-
-@pytest.fixture()
-def sites() -> tuple[list[np.ndarray], list[np.ndarray]]:
-    rng = np.random.default_rng(0)
-    target = [_smooth_image(rng, (120, 100), 0.6, 1.0) for _ in range(6)]
-    source = [_smooth_image(rng, (90, 130), 2.2, 0.2) for _ in range(4)]
-    return target, source
-
-
-def test_registry_lists_classical_methods() -> None:
-    assert {"histogram", "nyul"} <= set(method_names())
-    with pytest.raises(ConfigError, match="unknown method"):
-        create_harmonizer("nope")
+from harmonize.metrics.histogram import intensity_histogram, wasserstein_1d
+from harmonize.models.registry import create_harmonizer, load_model
 
 
 def test_histogram_matching_equals_skimage_for_a_single_reference(sites) -> None:
@@ -76,19 +47,6 @@ def test_histogram_distance_to_target_drops(sites) -> None:
         assert after < 0.3 * before, (method, before, after)
 
 
-def test_nyul_is_identity_on_its_only_training_image(sites) -> None:
-    target, _ = sites
-    model = NyulStandardization().fit([target[0]])
-    np.testing.assert_allclose(model.transform(target[0]), target[0], atol=1e-4)
-
-
-def test_nyul_maps_landmarks_onto_the_standard_scale(sites) -> None:
-    target, source = sites
-    model = NyulStandardization().fit(target)
-    out = model.transform(source[0])
-    assert np.abs(model.landmarks(out) - model.standard).max() < 0.01
-
-
 @pytest.mark.parametrize("method", ["histogram", "nyul"])
 def test_save_load_round_trip_is_exact_and_plain_json(method, sites, tmp_path) -> None:
     target, source = sites
@@ -114,15 +72,11 @@ def test_bad_inputs_raise_clear_errors(tmp_path) -> None:
         HistogramMatching().fit([])
     with pytest.raises(ModelError, match="2-D"):
         HistogramMatching().fit([np.zeros((2, 3, 3))])
-    with pytest.raises(ConfigError, match="increasing"):
-        NyulConfig(percentiles=(1, 50, 40, 99))
     with pytest.raises(ConfigError, match="levels"):
         create_harmonizer("histogram", {"levels": 1})
-    with pytest.raises(ConfigError, match="bad histogram config"):
+    with pytest.raises(ConfigError, match=r"unknown histogram settings \['bins'\]"):
         create_harmonizer("histogram", {"bins": 3})
-    with pytest.raises(ModelError, match="no model"):
-        load_model(str(tmp_path / "missing"))
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "harmonizer.json").write_text("{not json")
-    with pytest.raises(ModelError, match="not a harmonize model"):
-        load_model(str(tmp_path / "bad"))
+    with pytest.raises(ModelError, match="cannot save an unfitted histogram matching model"):
+        HistogramMatching().save(str(tmp_path / "unfitted"))
+    with pytest.raises(ModelError, match="holds 3 fitted values, its config asks for 1025"):
+        HistogramMatching.from_state({"config": {"levels": 1025}, "reference": [0, 0.5, 1]})

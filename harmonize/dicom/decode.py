@@ -1,0 +1,271 @@
+"""Decoding a DICOM image: parse the bytes, check that harmonize can decode it, read its pixels.
+
+`decode_dicom` turns the bytes of a single-frame grayscale image into display intensities in
+[0, 1] (through the grayscale pipeline of `harmonize.dicom.values`), plain metadata for the
+manifest, and the header that `harmonize.dicom.encode.encode_derived` writes a derived image from.
+Anything it cannot decode raises a `DicomError` that says why and what to do.
+
+Example::
+
+    image = decode_dicom(data)
+    harmonized = my_method(image.pixels)          # float32, same shape, in [0, 1]
+    out = encode_derived(image.header, harmonized, method="histogram", description="site A->B")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from harmonize.dicom.values import MONOCHROME, VoiKind, apply_grayscale_pipeline
+from harmonize.errors import DicomError
+
+# What to install when pydicom cannot decode a compressed transfer syntax.
+_DECODER_HINT = {
+    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg (GPL-3.0) or python-gdcm",  # JPEG lossless
+    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg (GPL-3.0) or python-gdcm",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg, pillow or python-gdcm",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg, pillow or python-gdcm",  # JPEG extended
+    "1.2.840.10008.1.2.4.80": "pyjpegls, pylibjpeg-libjpeg or python-gdcm",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pyjpegls, pylibjpeg-libjpeg or python-gdcm",  # JPEG-LS near-l.
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",  # JPEG 2000
+    "1.2.840.10008.1.2.5": "pylibjpeg-rle",  # RLE lossless
+}
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """What harmonize needs to know about a decoded image, as plain values (one table row).
+
+    Missing text attributes are ``""``. ``window_center``/``window_width`` are the window that was
+    applied, in modality units (after rescale): the first Window Center/Width for ``voi_kind ==
+    "window"``, the image's ``(min + max) / 2`` and ``max - min`` for ``"minmax"``, NaN for
+    ``"lut"``.
+    """
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    sop_class_uid: str
+    modality: str
+    rows: int
+    cols: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    photometric: str
+    transfer_syntax_uid: str
+    voi_kind: VoiKind
+    window_center: float
+    window_width: float
+    manufacturer: str
+    body_part: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict, e.g. to build a manifest row."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedImage:
+    """A decoded single-frame grayscale image.
+
+    ``pixels`` is float32 (rows, cols) in [0, 1], 1 = brightest on screen (MONOCHROME2 sense);
+    ``header`` is the source dataset without Pixel Data, used by `encode_derived`; it crosses
+    process boundaries as `header_to_bytes`.
+    """
+
+    pixels: np.ndarray
+    meta: ImageMeta
+    header: Dataset
+
+
+def decode_dicom(data: bytes) -> DecodedImage:
+    """Decode a single-frame MONOCHROME1/2 DICOM image to display intensities in [0, 1].
+
+    Args:
+        data: the bytes of a DICOM Part-10 file (a bare dataset without preamble is accepted too).
+
+    Returns:
+        The display pixels, the image's metadata and the header (dataset without Pixel Data).
+
+    Raises:
+        DicomError: ``data`` is not DICOM or is truncated, holds no pixel data, is multi-frame or
+            colour, or its transfer syntax cannot be decoded with the installed plugins.
+    """
+    ds = _read_dataset(data)
+    _check_decodable(ds)
+    stored = _decode_stored_pixels(ds)
+    display, voi_kind, center, width = apply_grayscale_pipeline(stored, ds)
+
+    del ds.PixelData  # also releases pydicom's cached array
+    meta = ImageMeta(
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+        series_instance_uid=str(ds.get("SeriesInstanceUID", "")),
+        study_instance_uid=str(ds.get("StudyInstanceUID", "")),
+        sop_class_uid=str(ds.get("SOPClassUID", "")),
+        modality=str(ds.get("Modality", "")),
+        rows=int(ds.Rows),
+        cols=int(ds.Columns),
+        bits_allocated=int(ds.BitsAllocated),
+        bits_stored=int(ds.BitsStored),
+        pixel_representation=int(ds.PixelRepresentation),
+        photometric=str(ds.PhotometricInterpretation),
+        transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+        voi_kind=voi_kind,
+        window_center=center,
+        window_width=width,
+        manufacturer=str(ds.get("Manufacturer", "") or ""),
+        body_part=str(ds.get("BodyPartExamined", "") or ""),
+    )
+    return DecodedImage(pixels=display, meta=meta, header=ds)
+
+
+def _read_dataset(data: bytes) -> Dataset:
+    """Parse ``data``, accepting a bare dataset without preamble."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DicomError(f"expected the bytes of a DICOM file, got {type(data).__name__}")
+    truncated = (
+        f"the DICOM file ({len(data)} bytes) is truncated or corrupt: its dataset ends before "
+        "the image attributes and pixel data; re-fetch it from the archive"
+    )
+    ds: Dataset
+    try:
+        # pydicom reports an early end of file as a warning (and may then drop the whole
+        # dataset): record warnings to turn that into a clear error.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError:
+        ds = _read_bare_dataset(data)
+        caught = []
+    except Exception as err:  # pydicom raises many types on a damaged header
+        raise DicomError(f"{truncated} ({type(err).__name__}: {err})") from err
+    if any("end of file" in str(w.message).lower() for w in caught):
+        raise DicomError(truncated)
+    if "SOPClassUID" not in ds and "PixelData" not in ds:
+        raise DicomError(truncated)
+    tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if tsyntax is None:
+        # A bare dataset: name the encoding pydicom detected so the pixel decoders can work.
+        ds.file_meta = ds.file_meta if hasattr(ds, "file_meta") else FileMetaDataset()
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian
+            if implicit
+            else ExplicitVRLittleEndian
+            if little
+            else ExplicitVRBigEndian
+        )
+    return ds
+
+
+def _read_bare_dataset(data: bytes) -> Dataset:
+    """Read a dataset without the Part-10 preamble; reject anything that is not an image."""
+    not_dicom = (
+        f"not a DICOM file: no 'DICM' marker at byte 128 and no image dataset at the start "
+        f"({len(data)} bytes, first bytes {bytes(data[:8])!r}); pass the bytes of a DICOM "
+        "Part-10 (.dcm) file"
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            # Random bytes often "parse" as garbage elements; a real image has these.
+            ok = "PixelData" in ds and "Rows" in ds and "SOPClassUID" in ds
+    except Exception as err:
+        raise DicomError(not_dicom) from err
+    if not ok:
+        raise DicomError(not_dicom)
+    return ds
+
+
+def _check_decodable(ds: Dataset) -> None:
+    """Raise DicomError unless ``ds`` is a single-frame grayscale image we can decode."""
+    sop_class = ds.get("SOPClassUID", "")
+    sop_name = getattr(UID(str(sop_class)), "name", str(sop_class)) if sop_class else "unknown"
+    if "PixelData" not in ds:
+        kind = (
+            "float pixel data, which is not supported"
+            if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
+            else "no Pixel Data (7FE0,0010)"
+        )
+        raise DicomError(
+            f"the object (SOP class {sop_name}) has {kind}; only single-frame grayscale images "
+            "(e.g. CR, DX) can be harmonized: filter non-image objects out of the input"
+        )
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1))
+        photometric = str(ds.PhotometricInterpretation)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        int(ds.PixelRepresentation)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise DicomError(
+            f"the Image Pixel module is incomplete or invalid ({err}); the file is not a "
+            "conformant image: fix or exclude it"
+        ) from err
+    if frames != 1:
+        raise DicomError(
+            f"the image has {frames} frames; only single-frame images are supported: split the "
+            "multi-frame object or exclude it"
+        )
+    if samples != 1 or photometric not in MONOCHROME:
+        raise DicomError(
+            f"photometric interpretation {photometric!r} with {samples} sample(s) per pixel is a "
+            "colour image; only grayscale MONOCHROME1/MONOCHROME2 images are supported"
+        )
+    if allocated not in (8, 16) or not 1 <= stored <= allocated:
+        raise DicomError(
+            f"Bits Allocated {allocated} / Bits Stored {stored} is not supported; only integer "
+            "pixels with 8 or 16 bits allocated and at most 16 bits stored are"
+        )
+    if rows < 1 or cols < 1:
+        raise DicomError(f"the image is {rows}x{cols} pixels; a real image has both sizes > 0")
+
+    tsyntax = ds.file_meta.TransferSyntaxUID
+    if tsyntax.is_compressed:
+        try:
+            decoder = get_decoder(tsyntax)
+        except NotImplementedError as err:
+            raise DicomError(
+                f"pixel data in transfer syntax {tsyntax.name} ({tsyntax}) cannot be decoded: "
+                "pydicom has no decoder for it; convert the file to a supported syntax first"
+            ) from err
+        if not decoder.is_available:
+            hint = _DECODER_HINT.get(str(tsyntax), "a pydicom pixel data plugin")
+            raise DicomError(
+                f"pixel data in transfer syntax {tsyntax.name} ({tsyntax}) cannot be decoded: "
+                f"no decoder plugin is installed; install {hint} "
+                f"(pydicom: {'; '.join(decoder.missing_dependencies)})"
+            )
+
+
+def _decode_stored_pixels(ds: Dataset) -> np.ndarray:
+    """The stored values as an integer (rows, cols) array, via pydicom's pixel handlers."""
+    tsyntax = ds.file_meta.TransferSyntaxUID
+    try:
+        arr = ds.pixel_array
+    except Exception as err:  # decoders raise ValueError, RuntimeError, EOFError, ...
+        raise DicomError(
+            f"could not decode the pixel data ({tsyntax.name}): {type(err).__name__}: {err}; "
+            "the file is probably truncated or corrupt: re-fetch it from the archive"
+        ) from err
+    if arr.shape != (int(ds.Rows), int(ds.Columns)):
+        raise DicomError(
+            f"decoded pixel data has shape {arr.shape}, but Rows x Columns is "
+            f"{ds.Rows}x{ds.Columns}; the file is inconsistent: fix or exclude it"
+        )
+    return arr

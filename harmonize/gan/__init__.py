@@ -1,0 +1,1 @@
+"""The image-to-image GANs (CycleGAN, UNIT): shared layers, losses, schedules and recipe."""

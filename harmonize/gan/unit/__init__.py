@@ -1,0 +1,1 @@
+"""UNIT (Liu, Breuel and Kautz 2017): its config, networks and training recipe."""

@@ -1,0 +1,1 @@
+"""Saved models: the one model-file writer and reader, and the one method registry."""

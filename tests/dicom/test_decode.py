@@ -1,0 +1,153 @@
+"""Tests for harmonize.dicom.decode: real and synthetic images against pydicom; bad input."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pydicom
+import pytest
+from dicom_samples import make_image, random_values, read_testdata, reference_display
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import get_decoder
+from pydicom.uid import (
+    ComputedRadiographyImageStorage,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    generate_uid,
+)
+
+from harmonize.dicom.decode import decode_dicom
+from harmonize.errors import DicomError
+
+# --------------------------------------------------------------------------------------------
+# Decoding real CR chest radiographs
+
+
+@pytest.mark.parametrize("site", ["RG1", "RG3"])
+def test_jpeg2000_lossless_decodes_identical_to_uncompressed(site):
+    plain = decode_dicom(read_testdata(f"{site}_UNCR.dcm"))
+    j2k = decode_dicom(read_testdata(f"{site}_J2KR.dcm"))
+    np.testing.assert_array_equal(j2k.pixels, plain.pixels)
+    assert j2k.meta.transfer_syntax_uid == JPEG2000Lossless
+    assert plain.meta.transfer_syntax_uid == ExplicitVRLittleEndian
+    assert j2k.meta.window_center == plain.meta.window_center
+
+
+def test_lossy_jpeg2000_decodes_identical_to_its_uncompressed_copy():
+    np.testing.assert_array_equal(
+        decode_dicom(read_testdata("RG3_J2KI.dcm")).pixels,
+        decode_dicom(read_testdata("RG3_UNCI.dcm")).pixels,
+    )
+
+
+@pytest.mark.parametrize("name", ["RG1_UNCR.dcm", "RG3_UNCR.dcm"])
+def test_real_radiograph_matches_pydicom_reference(name):
+    data = read_testdata(name)
+    image = decode_dicom(data)
+    assert image.pixels.dtype == np.float32
+    np.testing.assert_allclose(image.pixels, reference_display(data), atol=2e-6)
+    assert image.pixels.min() >= 0.0 and image.pixels.max() <= 1.0
+    assert "PixelData" not in image.header
+
+
+def test_rg1_metadata():
+    meta = decode_dicom(read_testdata("RG1_UNCR.dcm")).meta
+    assert (meta.rows, meta.cols, meta.bits_allocated, meta.bits_stored) == (1955, 1841, 16, 15)
+    assert meta.photometric == "MONOCHROME1"
+    assert (meta.voi_kind, meta.window_center, meta.window_width) == ("window", 15000.0, 30000.0)
+    assert meta.modality == "CR" and meta.body_part == "CHEST"
+    assert meta.manufacturer.startswith("Philips")
+    row = meta.as_dict()
+    assert row["sop_class_uid"] == ComputedRadiographyImageStorage
+    assert all(isinstance(v, str | int | float) for v in row.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding synthetic images of every supported bit depth
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("bits", [8, 10, 12, 16])
+def test_bit_depths_match_pydicom_reference(bits, signed):
+    values = random_values(bits, signed)
+    lo, hi = int(values.min()), int(values.max())
+    window = ((lo + hi) / 2, (hi - lo) / 2)  # a narrow window: both clipped ends are hit
+    data = make_image(values, bits, window=window)
+    image = decode_dicom(data)
+    assert image.meta.bits_stored == bits and image.meta.pixel_representation == int(signed)
+    np.testing.assert_allclose(image.pixels, reference_display(data), atol=2e-6)
+    assert image.pixels.min() == 0.0 and image.pixels.max() == 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+
+
+def build_dataset(**attributes) -> bytes:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPInstanceUID = generate_uid()
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def rgb_image() -> bytes:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # secondary capture
+    ds.SOPInstanceUID = generate_uid()
+    ds.set_pixel_data(np.zeros((8, 8, 3), np.uint8), "RGB", 8)
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def multiframe_image() -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(make_image(random_values(12, False), 12)))
+    ds.set_pixel_data(np.zeros((2, 8, 8), np.uint16), "MONOCHROME2", 12)
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make_bytes", "message"),
+    [
+        (lambda: os.urandom(4096), "not a DICOM file"),
+        (lambda: b"", "not a DICOM file"),
+        (lambda: build_dataset(SOPClassUID="1.2.840.10008.5.1.4.1.1.88.11"), "no Pixel Data"),
+        (lambda: read_testdata("RG3_UNCR.dcm")[:3_000_000], "truncated"),
+        (lambda: read_testdata("RG3_UNCR.dcm")[:400], "truncated"),
+        (lambda: read_testdata("RG3_J2KR.dcm")[:-100], "truncated"),
+        (rgb_image, "only grayscale MONOCHROME1/MONOCHROME2"),
+        (multiframe_image, "only single-frame images are supported"),
+    ],
+    ids=[
+        "random",
+        "empty",
+        "non-image",
+        "truncated-pixels",
+        "truncated-header",
+        "truncated-j2k",
+        "rgb",
+        "multiframe",
+    ],
+)
+def test_bad_input_raises_dicom_error(make_bytes, message):
+    with pytest.raises(DicomError, match=message):
+        decode_dicom(make_bytes())
+
+
+def test_undecodable_transfer_syntax_names_the_plugin():
+    data = read_testdata("JPEG-LL.dcm")  # JPEG lossless, process 14 SV1
+    if get_decoder(pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID).is_available:
+        pytest.skip("a JPEG lossless decoder plugin is installed")
+    with pytest.raises(DicomError, match="install pylibjpeg-libjpeg"):
+        decode_dicom(data)
