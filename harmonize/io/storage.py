@@ -40,6 +40,17 @@ class ObjectInfo:
     etag: str
 
 
+def _read_umask() -> int:
+    """This process's umask (read by setting it and putting it back: there is no getter; done
+    once, at import, before any thread could create a file in between)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
@@ -187,6 +198,8 @@ class Storage:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            # mkstemp makes 0600 files; an output gets the permissions any new file would get.
+            os.chmod(tmp, 0o666 & ~_UMASK)
             os.replace(tmp, target)
         except OSError as err:
             raise StorageError(f'cannot write "{uri}": {err}') from err

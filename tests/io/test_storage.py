@@ -63,3 +63,19 @@ def test_s3_round_trip_on_seaweedfs(s3_server) -> None:
     assert store.exists(f"{bucket}/p/a.dcm") and not store.exists(f"{bucket}/p/zzz.dcm")
     with pytest.raises(StorageError, match="cannot list"):
         store.list("s3://no-such-bucket-here/x")
+
+
+def test_local_writes_follow_the_umask(tmp_path) -> None:
+    """Outputs get the permissions any new file gets (mkstemp alone would make them 0600)."""
+    import os
+    import subprocess
+    import sys
+
+    for mask in (0o027, 0o077):
+        out = tmp_path / f"out-{mask:o}.bin"
+        code = (
+            f"import os; os.umask({mask}); from harmonize.io.storage import Storage; "
+            f"Storage().write({str(out)!r}, b'x')"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+        assert os.stat(out).st_mode & 0o777 == 0o666 & ~mask
