@@ -664,11 +664,23 @@ def submit() -> None:
 
 
 def _address_option(function: Any) -> Any:
+    """--address of submit: where the job goes."""
     return click.option(
         "--address",
         default=None,
-        help="The cluster's Jobs API, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, "
-        "else a local Ray head, started when none is running).",
+        help="The cluster's Jobs API, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, else "
+        "harmonize's own local Ray head, started when it does not run; never another Ray "
+        "found on a default port).",
+    )(function)
+
+
+def _job_address_option(function: Any) -> Any:
+    """--address of status / logs / stop: where the job is (nothing is started)."""
+    return click.option(
+        "--address",
+        default=None,
+        help="The cluster's Jobs API, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, else "
+        "the local Ray head that `harmonize submit` started; none is started).",
     )(function)
 
 
@@ -732,7 +744,10 @@ def _submit_command(name: str) -> None:
         click.echo(f"  status: harmonize submit status {job.job_id}{where}")
         click.echo(f"  stop:   harmonize submit stop {job.job_id}{where}")
         if job.started_local_head:
-            click.echo("  (a local Ray head was started for it; stop it with `ray stop`)")
+            click.echo(
+                "  (a local Ray head was started for it; it serves later jobs until "
+                "`harmonize submit shutdown`)"
+            )
         if follow:
             _follow(job.job_id, job.address)
 
@@ -753,7 +768,7 @@ for _name in ("train", "run", "report"):
 
 @submit.command(name="status")
 @click.argument("job_id")
-@_address_option
+@_job_address_option
 def submit_status(job_id: str, address: str | None) -> None:
     """The status of a submitted job (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
     from harmonize.distributed import jobs
@@ -766,7 +781,7 @@ def submit_status(job_id: str, address: str | None) -> None:
 
 @submit.command(name="logs")
 @click.argument("job_id")
-@_address_option
+@_job_address_option
 @click.option("--follow", is_flag=True, help="Keep streaming until the job ends.")
 def submit_logs(job_id: str, address: str | None, follow: bool) -> None:
     """The logs of a submitted job (so far, or streamed with --follow)."""
@@ -780,7 +795,7 @@ def submit_logs(job_id: str, address: str | None, follow: bool) -> None:
 
 @submit.command(name="stop")
 @click.argument("job_id")
-@_address_option
+@_job_address_option
 def submit_stop(job_id: str, address: str | None) -> None:
     """Stop a submitted job."""
     from harmonize.distributed import jobs
@@ -789,6 +804,15 @@ def submit_stop(job_id: str, address: str | None) -> None:
         click.echo(f"stop requested for {job_id}")
     else:
         click.echo(f"{job_id} had already finished: {jobs.job_status(job_id, address)['status']}")
+
+
+@submit.command(name="shutdown")
+def submit_shutdown() -> None:
+    """Stop the local Ray head that `harmonize submit` started (never any other Ray)."""
+    from harmonize.distributed.local_head import stop_owned_head
+
+    url = stop_owned_head()
+    click.echo(f"stopped the local Ray head at {url}" if url else "no local Ray head to stop")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -126,3 +126,13 @@ def test_demo_runs_end_to_end_on_ray(tmp_path, ray_session, capsys) -> None:
     out = capsys.readouterr().out
     assert "| histogram | 4 | 0 |" in out and "| nyul | 4 | 0 |" in out
     assert Path(out.strip().splitlines()[-1].split(": ", 1)[1]).is_file()
+
+
+def test_train_unit_names_a_missing_source(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-archive")
+    code = _cli("train", "unit", "--source", missing, "--target", "b", "--out", str(tmp_path))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f'"{missing}" is not an existing folder or file; check the path' in err

@@ -5,11 +5,14 @@ by the cluster as ``python -m harmonize.cli ...`` through the Jobs API of the he
 (``http://HEAD:8265``). The cluster image is expected to have harmonize installed; for dev clusters
 ``working_dir`` ships the local source tree instead (``.venv``, data and outputs excluded).
 
-Without an address, jobs go to a local Ray head on this machine: the one whose dashboard answers
-on ``http://127.0.0.1:8265``, else one started here (``ray start --head`` on loopback), which keeps
-running for later jobs until ``ray stop``. A job on a head on this machine runs in the caller's
-folder with the caller's Python, so relative paths and the active virtual environment work as
-they do for the command run directly.
+Without an address (and without ``RAY_API_SERVER_ADDRESS``, or an http(s) ``RAY_ADDRESS``), jobs
+go to harmonize's own local Ray head: one that an earlier ``harmonize submit`` started on
+127.0.0.1 (free ports, its own temp dir, recorded in ``~/.cache/harmonize/local-ray-head.json``),
+else one started now. Never to whichever Ray happens to listen on a default port: on a shared
+machine that may be a stranger's. The head keeps running for later jobs, ``submit status`` and
+``submit logs`` until ``harmonize submit shutdown`` stops it (and nothing else). A job on a head
+on this machine runs in the caller's folder with the caller's Python, so relative paths and the
+active virtual environment work as they do for the command run directly.
 
 Example::
 
@@ -23,9 +26,6 @@ import asyncio
 import os
 import secrets
 import shlex
-import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,12 +35,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harmonize.distributed.local_head import (
+    http_status,
+    owned_head,
+    start_owned_head,
+)
 from harmonize.distributed.session import RAY_ENV_DEFAULTS
 from harmonize.errors import ConfigError, HarmonizeError
 
 SUBMITTABLE = ("train", "run", "report")
-DASHBOARD_PORT = 8265  # Ray's default; the local head uses it so later commands find it
-LOCAL_DASHBOARD = f"http://127.0.0.1:{DASHBOARD_PORT}"
+DASHBOARD_PORT = 8265  # Ray's default, for the examples in messages
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
 # Forwarded into a job's environment when set here (they appear in the job's runtime_env, which
 # the dashboard shows: clusters with their own IAM role should be given none).
@@ -131,101 +135,6 @@ def connect(address: str) -> Any:
         raise HarmonizeError(f'cannot use the Ray Jobs API at "{url}" ({err}); {hint}') from err
 
 
-def http_status(url: str, timeout: float = 10.0) -> int | None:
-    """The HTTP status of ``url``/api/version, or None when nothing answers."""
-    import requests
-
-    try:
-        return requests.get(f"{url}/api/version", timeout=timeout).status_code
-    except requests.RequestException:
-        return None
-
-
-def jobs_api_answers(url: str) -> bool:
-    """Whether a Ray Jobs API answers at ``url`` (a quick probe: local heads)."""
-    return http_status(url, timeout=2.0) == 200
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port(low: int = 20000, high: int = 29999) -> int:
-    # Above Ray's default worker port range (10002-19999), like the test servers.
-    start = low + secrets.randbelow(high - low)
-    for port in [*range(start, high), *range(low, start)]:
-        if _port_free(port):
-            return port
-    raise HarmonizeError(f"no free port in {low}-{high} for a local Ray head")
-
-
-def _ray_executable() -> str:
-    beside = Path(sys.executable).parent / "ray"  # the venv's bin/ may not be on PATH
-    found = str(beside) if beside.is_file() else shutil.which("ray")
-    if found is None:
-        raise HarmonizeError("the `ray` command is missing; pip install 'ray[default]'")
-    return found
-
-
-def start_local_head(
-    *,
-    dashboard_port: int = DASHBOARD_PORT,
-    gcs_port: int | None = None,
-    temp_dir: str | None = None,
-    num_cpus: int | None = None,
-    timeout_s: float = 90.0,
-) -> str:
-    """Start a Ray head on 127.0.0.1 with the dashboard (the Jobs API) and return its URL.
-
-    The head outlives this process (it serves later jobs, `submit status`, `submit logs`); stop it
-    with `ray stop`. Its processes inherit this environment (S3 credentials and endpoint).
-    """
-    if not _port_free(dashboard_port):
-        raise HarmonizeError(
-            f"port {dashboard_port} on 127.0.0.1 is taken by something that is not a Ray Jobs "
-            "API; start Ray yourself and pass --address http://HOST:PORT"
-        )
-    port = gcs_port or (6379 if _port_free(6379) else _free_port())
-    cmd = [
-        _ray_executable(),
-        "start",
-        "--head",
-        "--node-ip-address=127.0.0.1",
-        f"--port={port}",
-        "--include-dashboard=true",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dashboard_port}",
-        "--disable-usage-stats",
-    ]
-    if temp_dir:
-        cmd.append(f"--temp-dir={temp_dir}")
-    if num_cpus is not None:
-        cmd.append(f"--num-cpus={num_cpus}")
-    env = {**RAY_ENV_DEFAULTS, **os.environ}
-    # Its own session: the head outlives this terminal (Ctrl-C, SIGHUP) like a daemon.
-    done = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, timeout=timeout_s, start_new_session=True
-    )
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise HarmonizeError(
-            f"could not start a local Ray head ({' / '.join(tail)}); start one with "
-            f"`ray start --head --dashboard-port {dashboard_port}` or pass --address"
-        )
-    url = f"http://127.0.0.1:{dashboard_port}"
-    deadline = time.monotonic() + timeout_s
-    while not jobs_api_answers(url):  # the dashboard comes up a few seconds after the head
-        if time.monotonic() > deadline:
-            raise HarmonizeError(f"the local Ray head started, but {url} did not answer")
-        time.sleep(0.5)
-    return url
-
-
 def entrypoint(command: str, args: Sequence[str], *, same_machine: bool, shipped: bool) -> str:
     """The shell command a job runs: ``python -m harmonize.cli COMMAND ARGS...``.
 
@@ -275,19 +184,16 @@ def submit_job(
     Args:
         command: ``train``, ``run`` or ``report``.
         args: the command's own arguments, passed through unchanged (GPU counts included).
-        address: the Jobs API (``http://HEAD:8265``); None: the environment's, else local Ray
-            (started here when none answers).
+        address: the Jobs API (``http://HEAD:8265``); None: the environment's, else
+            harmonize's own local head (started here when it does not run).
         env: environment variables for the job (e.g. `aws_env()`).
         working_dir: a local harmonize checkout to ship and run instead of the installed one.
     """
     started = False
-    url = _normalize(address) if address else env_address()
+    url = _normalize(address) if address else (env_address() or owned_head())
     if url is None:
-        url = LOCAL_DASHBOARD
-        if not jobs_api_answers(url):
-            echo(f"no Ray head answers at {url}; starting a local one (127.0.0.1)")
-            url = start_local_head()
-            started = True
+        url = start_owned_head(echo)
+        started = True
     client = connect(url)
     line = entrypoint(command, args, same_machine=is_loopback(url), shipped=working_dir is not None)
     job_id = new_job_id(command)
@@ -304,14 +210,15 @@ def submit_job(
 
 
 def resolve(address: str | None) -> str:
-    """The Jobs API address for status/logs/stop: the given one, the environment's, or the local
-    head's (never starts one)."""
+    """The Jobs API address for status/logs/stop: the given one, the environment's, or the
+    local head harmonize started (never starts one, never guesses a port)."""
     if address:
         return _normalize(address)
-    url = env_address() or LOCAL_DASHBOARD
-    if url == LOCAL_DASHBOARD and not jobs_api_answers(url):
+    url = env_address() or owned_head()
+    if url is None:
         raise HarmonizeError(
-            f"no local Ray head answers at {url}; pass --address http://HEAD:{DASHBOARD_PORT}"
+            "no Ray head to ask: harmonize's own local head is not running; pass "
+            f"--address http://HEAD:{DASHBOARD_PORT} (or set RAY_API_SERVER_ADDRESS)"
         )
     return url
 

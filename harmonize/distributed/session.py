@@ -16,8 +16,26 @@ RAY_ENV_DEFAULTS = {
 }
 
 
+def ray_address(address: str | None = None) -> str | None:
+    """What ``ray.init`` is given: ``address``; else None when ``RAY_ADDRESS`` is set (inside a
+    Ray Job, or where a user set it: Ray reads it); else ``"local"``, a new Ray owned by this
+    process. Never Ray's own default, which joins whichever cluster ``ray start`` left running on
+    this machine (on a shared machine, a stranger's)."""
+    if address:
+        return address
+    return None if os.environ.get("RAY_ADDRESS") else "local"
+
+
+def ray_is_running() -> bool:
+    """Whether this process is already connected to Ray (without importing it needlessly)."""
+    import sys
+
+    return "ray" in sys.modules and bool(sys.modules["ray"].is_initialized())
+
+
 def init_ray(address: str | None = None, *, quiet: bool = True) -> Any:
-    """Connect to the Ray cluster at ``address`` or start a local one; reuse a live session."""
+    """Connect to the Ray cluster at ``address`` (see ``ray_address``) or start a local Ray of
+    this process's own; reuse a live session."""
     for key, value in RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     import ray
@@ -25,7 +43,7 @@ def init_ray(address: str | None = None, *, quiet: bool = True) -> Any:
 
     if not ray.is_initialized():
         ray.init(
-            address=address,
+            address=ray_address(address),
             include_dashboard=False,
             logging_level=logging.WARNING if quiet else logging.INFO,
             log_to_driver=not quiet,

@@ -1,0 +1,107 @@
+"""The job entry points a cluster runs (jobs/*.py), their example configs, and the cluster files
+users start from."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import SOURCE
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _script(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "jobs" / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_job_scripts_help_and_dry_run() -> None:
+    for name in ("train", "run", "report", "nightly"):
+        done = _script(name, "--help")
+        assert done.returncode == 0, done.stderr
+        assert "--config" in done.stdout
+    done = _script(
+        "train", "--source", "a", "--target", "b", "--out", "c", "--gpus", "8", "--dry-run"
+    )
+    assert done.returncode == 0, done.stderr
+    resolved = json.loads(done.stdout)
+    assert resolved["gpus"] == 8 and resolved["training"]["crop_size"] == 256
+    done = _script("nightly", "--config", "/definitely/missing.yaml")
+    assert done.returncode == 2 and "cannot read the job config" in done.stderr
+
+
+def test_nightly_runs_each_method_then_reports_and_is_idempotent(
+    archive: Path, histogram_model: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "nightly.yaml"
+    out = tmp_path / "nightly"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "archive": str(archive / SOURCE),
+                "out": str(out),
+                "methods": [{"method": "histogram", "model": histogram_model}],
+                "run": {"executor": "local"},
+            }
+        )
+    )
+    for _night in (1, 2):
+        done = _script("nightly", "--config", str(config))
+        assert done.returncode == 0, done.stderr
+        assert (out / "report" / "report.html").is_file()
+    rows = pd.read_parquet(out / "runs" / "histogram" / "manifest")
+    by_run = rows.groupby("run_id")["status"].agg(lambda s: sorted(set(s)))
+    assert sorted(map(tuple, by_run)) == [("ok",), ("skipped",)]  # night 2 redid nothing
+    assert (rows["status"] == "ok").sum() == 8
+
+
+def test_example_configs_load() -> None:
+    from harmonize.training import load_train_config
+
+    config = load_train_config(str(REPO / "jobs" / "configs" / "cyclegan.yaml"))
+    assert (config.method, config.crop_size, config.load_size) == ("cyclegan", 256, 286)
+    nightly = yaml.safe_load((REPO / "jobs" / "configs" / "nightly.yaml").read_text())
+    assert {"archive", "out", "methods"} <= set(nightly)
+    assert all({"method", "model"} <= set(m) for m in nightly["methods"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "cluster/ray-cluster.yaml",
+        "cluster/kuberay/raycluster.yaml",
+        "cluster/kuberay/rayjob-train.yaml",
+        "cluster/kuberay/cronjob-nightly.yaml",
+    ],
+)
+def test_cluster_files_are_valid_yaml(path: str) -> None:
+    docs = [d for d in yaml.safe_load_all((REPO / path).read_text()) if d is not None]
+    assert docs and all(isinstance(d, dict) for d in docs)
+    if path.startswith("cluster/kuberay/"):
+        for doc in docs:
+            assert {"apiVersion", "kind", "metadata"} <= set(doc)
+            assert "spec" in doc or doc["kind"] == "ConfigMap"
+            if doc["kind"] == "ConfigMap":  # the nightly job's config, shipped to the head
+                nightly = yaml.safe_load(doc["data"]["nightly.yaml"])
+                assert {"archive", "out", "methods"} <= set(nightly)
+    else:
+        assert {"cluster_name", "provider", "available_node_types", "head_node_type"} <= set(
+            docs[0]
+        )
+    assert "harmonize" in (REPO / path).read_text()
+
+
+def test_dockerfile_installs_harmonize() -> None:
+    text = (REPO / "cluster" / "Dockerfile").read_text()
+    assert "FROM python:3.11" in text and "pip install" in text and "harmonize" in text
