@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,28 @@ for _key, _value in {
 
 TARGET, SOURCE = "shenzhen-like", "mc-like"
 REAL_PNG_DIR = Path(__file__).resolve().parent / "data" / "cxr-real"  # bundled subset
+
+
+def display(ds: Any) -> Any:
+    """Display image in [0, 1] (white = attenuating) by pydicom's own LUTs, the reference the
+    synthetic archives are checked against: modality LUT, VOI LUT, MONOCHROME1 flip."""
+    import numpy as np
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    def chain(stored: Any) -> Any:
+        return np.asarray(apply_voi_lut(apply_modality_lut(stored, ds), ds), dtype=np.float64)
+
+    lo, hi = chain(np.array([0, 2**ds.BitsStored - 1], dtype=np.uint16))
+    out = (chain(ds.pixel_array) - lo) / (hi - lo)
+    return 1.0 - out if ds.PhotometricInterpretation == "MONOCHROME1" else out
+
+
+def read_archive(root: Path) -> tuple[Any, dict[str, bytes]]:
+    """(labels table, {relative path: file bytes}) of a synthetic archive."""
+    from harmonize.io.labels import read_labels
+
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.dcm")}
+    return read_labels(str(root)), files
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from importlib.resources import files
@@ -32,6 +31,15 @@ from pydicom.uid import (
 
 from harmonize.errors import ConfigError
 from harmonize.synth.arrays import FloatArray
+from harmonize.validate import (
+    FieldError,
+    YamlDocument,
+    check_choice,
+    check_int,
+    check_keys,
+    check_number,
+    check_text,
+)
 
 #: Transfer syntaxes a profile may name, by short name; the UID string is accepted too.
 TRANSFER_SYNTAXES: dict[str, UID] = {
@@ -41,21 +49,6 @@ TRANSFER_SYNTAXES: dict[str, UID] = {
 }
 BITS_STORED = (10, 12, 14, 16)
 PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
-
-
-def _number(where: str, key: str, value: Any, *, low: float, high: float = math.inf) -> float:
-    """``value`` as a float in ``[low, high]``, else a ConfigError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{where}: {key} is {value!r}; expected a number in [{low}, {high}]")
-    if not low <= value <= high:
-        raise ConfigError(f"{where}: {key} is {value!r}; expected a number in [{low}, {high}]")
-    return float(value)
-
-
-def _text(where: str, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: {key} is {value!r}; expected a non-empty string")
-    return value
 
 
 # -- response curves: log-exposure (attenuation) -> display brightness in [0, 1] ----------------
@@ -70,7 +63,7 @@ class GammaResponse:
     kind: ClassVar[str] = "gamma"
 
     def __post_init__(self) -> None:
-        _number("gamma response", "gamma", self.gamma, low=0.01, high=10)
+        check_number("gamma response", "gamma", self.gamma, low=0.01, high=10)
 
     def __call__(self, attenuation: FloatArray) -> FloatArray:
         return 1.0 - np.exp(np.float32(-self.gamma) * attenuation)
@@ -85,11 +78,11 @@ class LogResponse:
     kind: ClassVar[str] = "log"
 
     def __post_init__(self) -> None:
-        _number("log response", "low", self.low, low=-5, high=20)
-        _number("log response", "high", self.high, low=-5, high=20)
+        check_number("log response", "low", self.low, low=-5, high=20)
+        check_number("log response", "high", self.high, low=-5, high=20)
         if self.high <= self.low:
-            raise ConfigError(
-                f"log response: high ({self.high}) must be greater than low ({self.low})"
+            raise FieldError(
+                f"log response high ({self.high}) must be greater than low ({self.low})", "high"
             )
 
     def __call__(self, attenuation: FloatArray) -> FloatArray:
@@ -106,8 +99,8 @@ class SigmoidResponse:
     kind: ClassVar[str] = "sigmoid"
 
     def __post_init__(self) -> None:
-        _number("sigmoid response", "center", self.center, low=-5, high=20)
-        _number("sigmoid response", "slope", self.slope, low=0.01, high=20)
+        check_number("sigmoid response", "center", self.center, low=-5, high=20)
+        check_number("sigmoid response", "slope", self.slope, low=0.01, high=20)
 
     def __call__(self, attenuation: FloatArray) -> FloatArray:
         # 1 / (1 + exp(-z)) written with tanh: one transcendental, no overflow.
@@ -140,8 +133,8 @@ class Noise:
     electronic_sigma: float = 0.0005
 
     def __post_init__(self) -> None:
-        _number("noise", "photons_per_pixel", self.photons_per_pixel, low=1.0)
-        _number("noise", "electronic_sigma", self.electronic_sigma, low=0.0, high=1.0)
+        check_number("noise", "photons_per_pixel", self.photons_per_pixel, low=1.0)
+        check_number("noise", "electronic_sigma", self.electronic_sigma, low=0.0, high=1.0)
 
 
 @dataclass(frozen=True)
@@ -155,9 +148,9 @@ class Vendor:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _text("vendor", f.name, getattr(self, f.name))
+            check_text("vendor", f.name, getattr(self, f.name))
             if len(getattr(self, f.name)) > 64:
-                raise ConfigError(f"vendor: {f.name} is longer than 64 characters (DICOM LO)")
+                raise FieldError(f"vendor {f.name} is longer than 64 characters (DICOM LO)", f.name)
 
 
 @dataclass(frozen=True)
@@ -186,33 +179,26 @@ class SiteProfile:
     description: str = ""
 
     def __post_init__(self) -> None:
+        check_text("profile", "name", self.name)
         where = f'profile "{self.name}"'
-        _text("profile", "name", self.name)
-        if self.bits_stored not in BITS_STORED:
-            raise ConfigError(
-                f"{where}: bits_stored is {self.bits_stored!r}; expected one of {BITS_STORED}"
-            )
-        if self.photometric not in PHOTOMETRICS:
-            raise ConfigError(
-                f"{where}: photometric is {self.photometric!r}; expected one of {PHOTOMETRICS}"
-            )
+        check_choice(where, "bits_stored", self.bits_stored, BITS_STORED)
+        check_choice(where, "photometric", self.photometric, PHOTOMETRICS)
         if self.transfer_syntax not in TRANSFER_SYNTAXES.values():
-            raise ConfigError(
-                f"{where}: transfer_syntax is {self.transfer_syntax!r}; expected one of "
-                f"{sorted(TRANSFER_SYNTAXES)} or their UIDs"
+            raise FieldError(
+                f"{where} transfer_syntax must be one of {', '.join(sorted(TRANSFER_SYNTAXES))} "
+                f"or their UIDs, got {self.transfer_syntax!r}",
+                "transfer_syntax",
             )
-        if isinstance(self.matrix, bool) or not isinstance(self.matrix, int):
-            raise ConfigError(f"{where}: matrix is {self.matrix!r}; expected an integer")
-        _number(where, "matrix", self.matrix, low=64, high=8192)
+        check_int(where, "matrix", self.matrix, low=64, high=8192)
         top = self.max_stored
-        _number(where, "window.center", self.window.center, low=0, high=top)
-        _number(where, "window.width", self.window.width, low=1, high=2 * (top + 1))
-        _number(where, "blur_sigma_px", self.blur_sigma_px, low=0, high=20)
-        _number(where, "scatter_fraction", self.scatter_fraction, low=0, high=2)
-        _number(where, "rescale_slope", self.rescale_slope, low=1e-6, high=1e6)
-        _number(where, "rescale_intercept", self.rescale_intercept, low=-1e6, high=1e6)
-        _number(where, "field_mm", self.field_mm, low=50, high=1000)
-        _number(where, "kvp", self.kvp, low=20, high=200)
+        check_number(f"{where} window", "center", self.window.center, low=0, high=top)
+        check_number(f"{where} window", "width", self.window.width, low=1, high=2 * (top + 1))
+        check_number(where, "blur_sigma_px", self.blur_sigma_px, low=0, high=20)
+        check_number(where, "scatter_fraction", self.scatter_fraction, low=0, high=2)
+        check_number(where, "rescale_slope", self.rescale_slope, low=1e-6, high=1e6)
+        check_number(where, "rescale_intercept", self.rescale_intercept, low=-1e6, high=1e6)
+        check_number(where, "field_mm", self.field_mm, low=50, high=1000)
+        check_number(where, "kvp", self.kvp, low=20, high=200)
 
     @property
     def max_stored(self) -> int:
@@ -230,20 +216,16 @@ _TOP_KEYS = {f.name for f in fields(SiteProfile)} - {"rescale_slope", "rescale_i
 _TOP_KEYS |= {"rescale"}
 
 
-def _build(where: str, cls: type[Any], raw: Any, drop: tuple[str, ...] = ()) -> Any:
+def _build(what: str, cls: type[Any], raw: Any, drop: tuple[str, ...] = ()) -> Any:
     """``cls(**raw)`` with unknown or missing keys reported as ConfigError."""
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} is {raw!r}; expected a mapping")
-    allowed = {f.name for f in fields(cls)} | set(drop)
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {unknown}; expected keys from {sorted(allowed)}"
-        )
+        raise ConfigError(f"{what} settings must be a mapping, got {raw!r}")
+    allowed = [f.name for f in fields(cls)] + list(drop)
+    check_keys(raw, allowed, what)
     try:
         return cls(**{k: v for k, v in raw.items() if k not in drop})
     except TypeError as err:  # a required key is missing
-        raise ConfigError(f"{where}: {err}; expected keys {sorted(allowed)}") from err
+        raise ConfigError(f"{what}: {err}; expected keys {sorted(allowed)}") from err
 
 
 def profile_from_dict(raw: Mapping[str, Any]) -> SiteProfile:
@@ -252,18 +234,14 @@ def profile_from_dict(raw: Mapping[str, Any]) -> SiteProfile:
         raise ConfigError(f"a site profile must be a mapping, got {type(raw).__name__}")
     name = raw.get("name", "<unnamed>")
     where = f'profile "{name}"'
-    unknown = sorted(set(raw) - _TOP_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {unknown}; expected keys from {sorted(_TOP_KEYS)}"
-        )
+    check_keys(raw, sorted(_TOP_KEYS), "site profile")
     values = dict(raw)
     response = values.get("response")
     if not isinstance(response, Mapping) or response.get("kind") not in RESPONSES:
         kind = response.get("kind") if isinstance(response, Mapping) else response
-        raise ConfigError(
-            f"{where}: response kind is {kind!r}; expected a mapping with kind one of "
-            f"{sorted(RESPONSES)}"
+        raise FieldError(
+            f"{where} response kind must be one of {', '.join(sorted(RESPONSES))}, got {kind!r}",
+            "kind" if isinstance(response, Mapping) else "response",
         )
     values["response"] = _build(
         f"{where} response", RESPONSES[response["kind"]], response, drop=("kind",)
@@ -275,7 +253,9 @@ def profile_from_dict(raw: Mapping[str, Any]) -> SiteProfile:
     values["transfer_syntax"] = TRANSFER_SYNTAXES.get(ts, ts) if isinstance(ts, str) else ts
     rescale = values.pop("rescale", {}) or {}
     if not isinstance(rescale, Mapping) or set(rescale) - {"slope", "intercept"}:
-        raise ConfigError(f"{where}: rescale is {rescale!r}; expected {{slope: S, intercept: I}}")
+        raise FieldError(
+            f"{where} rescale must be {{slope: S, intercept: I}}, got {rescale!r}", "rescale"
+        )
     values["rescale_slope"] = rescale.get("slope", 1.0)
     values["rescale_intercept"] = rescale.get("intercept", 0.0)
     profile: SiteProfile = _build(where, SiteProfile, values)
@@ -297,11 +277,12 @@ def profile_to_yaml(profile: SiteProfile) -> str:
 
 
 def profile_from_yaml(text: str, source: str = "<string>") -> SiteProfile:
+    """A profile from YAML text; errors name ``source``, the line and the key."""
+    doc = YamlDocument(text, source)
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source} is not valid YAML: {err}") from err
-    return profile_from_dict(raw)
+        return profile_from_dict(doc.data)
+    except ConfigError as err:
+        raise doc.error(err) from err
 
 
 def _load_builtins() -> dict[str, SiteProfile]:

@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pydicom
 import pytest
-from dicom_samples import make_image, random_values, read_testdata, reference_display
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
@@ -20,6 +19,8 @@ from pydicom.uid import (
 
 from harmonize.dicom.decode import decode_dicom
 from harmonize.errors import DicomError
+
+from dicom_samples import make_image, random_values, read_testdata, reference_display
 
 # --------------------------------------------------------------------------------------------
 # Decoding real CR chest radiographs

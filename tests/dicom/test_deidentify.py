@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 
 import pydicom
-from dicom_samples import read_testdata
 from pydicom.dataset import Dataset
 
 from harmonize.dicom.decode import decode_dicom
 from harmonize.dicom.deidentify import deidentify
 from harmonize.dicom.encode import encode_derived
+
+from dicom_samples import read_testdata
 
 
 def test_deidentify_blanks_patient_identity():

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_samples import data_path, make_image, random_values, read_testdata
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     ExplicitVRLittleEndian,
@@ -25,6 +24,8 @@ from harmonize.dicom.decode import decode_dicom
 from harmonize.dicom.encode import encode_derived
 from harmonize.dicom.values import display_to_stored
 from harmonize.errors import DicomError
+
+from dicom_samples import data_path, make_image, random_values, read_testdata
 
 LOSSLESS_OUTPUTS = [ExplicitVRLittleEndian, RLELossless, JPEG2000Lossless]
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from dicom_samples import read_testdata
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless
 
 from harmonize.dicom.decode import decode_dicom
 from harmonize.dicom.header import header_from_bytes, header_to_bytes, without_pixel_data
 from harmonize.errors import DicomError
+
+from dicom_samples import read_testdata
 
 
 def test_header_bytes_round_trip_keeps_transfer_syntax():

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dicom_samples import make_image, random_values, reference_display
 
 from harmonize.dicom.decode import decode_dicom
 from harmonize.dicom.values import display_to_stored, stored_to_display, window_to_unit
+
+from dicom_samples import make_image, random_values, reference_display
 
 
 @pytest.mark.parametrize("bits", [8, 12, 16])
