@@ -92,7 +92,7 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
     """
 
     method: ClassVar[str]
-    config_class: ClassVar[type[Any]]  # a frozen dataclass with ``from_dict``, lr, beta1, beta2
+    config_class: ClassVar[type[Any]]  # frozen, with from_dict and harmonize.gan.config's settings
     loss_names: ClassVar[tuple[str, ...]]  # every loss term train_step reports, in order
     config: Any
     generators: nn.Module

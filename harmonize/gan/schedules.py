@@ -24,7 +24,9 @@ def linear_decay(steps: int, decay_start: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < decay_start:
             return 1.0
-        return max(0.0, (steps - step) / (steps - decay_start))
+        if step >= steps:  # also where decay_start == steps: no decay, and no division by 0
+            return 0.0
+        return (steps - step) / (steps - decay_start)
 
     return factor
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harmonize.gan.losses import GAN_LOSSES
-from harmonize.validate import check_choice, check_int, check_number, from_mapping, set_field
+from harmonize.gan.config import check_float, check_optimizer_and_loss
+from harmonize.validate import check_int, from_mapping
 
 
 @dataclass(frozen=True)
@@ -47,16 +47,9 @@ class CycleGANConfig:
             check_int("cyclegan", name, getattr(self, name), low=1)
         for name in ("n_blocks", "pool_size"):
             check_int("cyclegan", name, getattr(self, name), low=0)
-        # Numbers are stored as floats (YAML 1.1 reads an unquoted 1e-3 as text).
         for name in ("lambda_cycle", "lambda_identity"):
-            set_field(self, name, check_number("cyclegan", name, getattr(self, name), low=0))
-        set_field(self, "lr", check_number("cyclegan", "lr", self.lr, low=0, low_open=True))
-        for name in ("beta1", "beta2"):
-            beta = check_number(
-                "cyclegan", name, getattr(self, name), low=0, high=1, high_open=True
-            )
-            set_field(self, name, beta)
-        check_choice("cyclegan", "gan_loss", self.gan_loss, sorted(GAN_LOSSES))
+            check_float(self, "cyclegan", name, low=0)
+        check_optimizer_and_loss(self, "cyclegan")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> CycleGANConfig:

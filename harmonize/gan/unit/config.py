@@ -11,15 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harmonize.gan.losses import GAN_LOSSES
-from harmonize.validate import (
-    FieldError,
-    check_choice,
-    check_int,
-    check_number,
-    from_mapping,
-    set_field,
-)
+from harmonize.gan.config import check_float, check_optimizer_and_loss
+from harmonize.validate import FieldError, check_int, from_mapping
 
 LOSS_WEIGHTS = ("lambda_gan", "lambda_recon", "lambda_kl", "lambda_cycle", "lambda_cycle_kl")
 
@@ -73,18 +66,12 @@ class UNITConfig:
                 f"got {self.n_shared_blocks}",
                 "n_shared_blocks",
             )
-        # Numbers are stored as floats (YAML 1.1 reads an unquoted 1e-3 as text).
         for name in (*LOSS_WEIGHTS, "weight_decay"):
-            set_field(self, name, check_number("unit", name, getattr(self, name), low=0))
-        set_field(self, "lr", check_number("unit", "lr", self.lr, low=0, low_open=True))
-        for name in ("beta1", "beta2"):
-            beta = check_number("unit", name, getattr(self, name), low=0, high=1, high_open=True)
-            set_field(self, name, beta)
+            check_float(self, "unit", name, low=0)
         if self.lr_step_size is not None:  # None: steps // 10
             check_int("unit", "lr_step_size", self.lr_step_size, low=1)
-        gamma = check_number("unit", "lr_gamma", self.lr_gamma, low=0, high=1, low_open=True)
-        set_field(self, "lr_gamma", gamma)
-        check_choice("unit", "gan_loss", self.gan_loss, sorted(GAN_LOSSES))
+        check_float(self, "unit", "lr_gamma", low=0, high=1, low_open=True)
+        check_optimizer_and_loss(self, "unit")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> UNITConfig:
