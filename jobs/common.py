@@ -1,4 +1,4 @@
-"""What the job scripts share: reading a job YAML (local or s3://), the storage, exit codes.
+"""What the job scripts share: the job YAML (validated), the storage, exit codes.
 
 A job YAML (jobs/configs/nightly.yaml) names a job's inputs, outputs and settings, so that a
 scheduled cluster job runs the same job every night from one reviewed file.
@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
 from harmonize.errors import ConfigError, HarmonizeError
-from harmonize.io.storage import Storage
+from harmonize.io.storage import Storage, join
+from harmonize.validate import (
+    FieldError,
+    check_choice,
+    check_int,
+    check_text,
+    from_mapping,
+    load_config,
+    set_field,
+)
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -25,26 +35,93 @@ def job_storage() -> Storage:
     return Storage(endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
 
 
-def load_job(uri: str, storage: Storage, required: Sequence[str]) -> dict[str, Any]:
-    """The job YAML at ``uri`` as a mapping holding at least the ``required`` keys."""
-    import yaml
+@dataclass(frozen=True)
+class MethodRun:
+    """One ``methods:`` entry: a folder name under OUT/runs/, the method, model URI and mode."""
 
-    try:
-        spec = yaml.safe_load(storage.read_text(uri))
-    except (HarmonizeError, yaml.YAMLError) as err:
-        raise ConfigError(f'cannot read the job config "{uri}": {err}') from err
-    if not isinstance(spec, dict):
-        raise ConfigError(f'job config "{uri}" must be a YAML mapping, got {spec!r}')
-    missing = [key for key in required if not spec.get(key)]
-    if missing:
-        raise ConfigError(f'job config "{uri}" lacks {missing}; see {CONFIGS} for examples')
-    return spec
+    method: str
+    model: str
+    name: str = ""  # default: the method's name
+    mode: str = "direct"
+
+    def __post_init__(self) -> None:
+        from harmonize.models.registry import method
+
+        check_text("job methods entry", "model", self.model)
+        entry = method(check_text("job methods entry", "method", self.method))
+        check_choice(f"job methods entry {self.method}", "mode", self.mode, entry.modes)
+        set_field(self, "name", self.name or self.method)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The ``run:`` section: how the runs execute (``make_executor``'s settings) and what they
+    take (``RunOptions``)."""
+
+    executor: str = "ray"
+    address: str | None = None
+    actors: int | None = None
+    batch_size: int = 8
+    object_store_mib: int | None = 1024
+    suffixes: tuple[str, ...] | None = None  # None: DICOM names; [""]: every object
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("job run", "executor", self.executor, ("ray", "local"))
+        for name in ("actors", "object_store_mib", "limit"):
+            if getattr(self, name) is not None:
+                check_int("job run", name, getattr(self, name), low=1)
+        check_int("job run", "batch_size", self.batch_size, low=1)
+        if self.suffixes is not None:
+            set_field(self, "suffixes", tuple(str(s) for s in self.suffixes if s))
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """A job YAML (``jobs/configs/nightly.yaml``): the archive, where results go, the labels,
+    the target site, the methods to run and the run settings. Unknown keys are refused."""
+
+    out: str
+    methods: tuple[MethodRun, ...]
+    archive: str | None = None  # needed by the runs; the report alone reads only OUT
+    labels: str | None = None
+    target_site: str | None = None
+    run: RunSettings = field(default_factory=RunSettings)
+
+    def __post_init__(self) -> None:
+        check_text("job", "out", self.out)
+        if not isinstance(self.methods, list | tuple) or not self.methods:
+            raise FieldError(f"job methods must be a list of runs, got {self.methods!r}", "methods")
+        set_field(
+            self,
+            "methods",
+            tuple(from_mapping(MethodRun, m, "job methods entry") for m in self.methods),
+        )
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise FieldError(f"job methods entries need distinct names, got {names}", "name")
+        set_field(self, "run", from_mapping(RunSettings, self.run, "job run"))
+
+    def run_dir(self, run: MethodRun) -> str:
+        return join(self.out, "runs", run.name)
+
+
+def load_job(uri: str, storage: Storage, *, needs_archive: bool = True) -> JobConfig:
+    """The validated job YAML at ``uri`` (local or s3://): one line naming the file, the line
+    and the key for anything wrong."""
+    job = load_config(JobConfig, uri, storage, what="job")
+    if needs_archive and not job.archive:
+        raise ConfigError(f"{uri}: the job needs archive (the DICOM prefix to harmonize)")
+    return job
 
 
 def run_command(command: click.Command, argv: list[str] | None = None) -> None:
     """Run a click command like `harmonize` does: exit 2 with a one-line reason on bad input."""
     try:
-        command.main(args=argv, standalone_mode=False)
+        # Without standalone mode click returns ctx.exit(n)'s code instead of exiting.
+        code = command.main(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:

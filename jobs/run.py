@@ -4,83 +4,85 @@
 
 Each entry of ``methods:`` (name, method, model, mode) runs over ``archive`` into
 ``OUT/runs/<name>/``. Runs are idempotent: objects already ``ok`` for the same method, model and
-mode are skipped, so rerunning (or the nightly schedule) only processes new objects.
+mode are skipped, so rerunning (or the nightly schedule) only processes new objects. The job's
+``run:`` settings name the executor (``executor``, ``address``, ``actors``, ``batch_size``,
+``object_store_mib``) and the run options (``suffixes``, ``limit``, ...).
+
+Exit status: the worst of its runs' (see ``harmonize run --help``; worst first: 1 a run could
+not finish, 2 a run's model or input was bad, 4 a run wrote only errors, 3 some errors, 0 clean).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import click
-from common import CONFIGS, Echo, job_storage, load_job, run_command
+from common import CONFIGS, Echo, JobConfig, job_storage, load_job, run_command
 
-from harmonize.errors import ConfigError, HarmonizeError
-from harmonize.io.storage import Storage, join
+from harmonize.errors import HarmonizeError
+from harmonize.io.storage import Storage
 
-
-@dataclass(frozen=True)
-class MethodRun:
-    """One configured run: its folder name under OUT/runs/, the method, model URI and mode."""
-
-    name: str
-    method: str
-    model: str
-    mode: str = "direct"
-
-
-def method_runs(spec: dict[str, Any]) -> list[MethodRun]:
-    runs = []
-    for entry in spec["methods"]:
-        if not isinstance(entry, dict) or not entry.get("method") or not entry.get("model"):
-            raise ConfigError(f"each methods: entry needs method and model, got {entry!r}")
-        runs.append(
-            MethodRun(
-                entry.get("name") or entry["method"],
-                entry["method"],
-                entry["model"],
-                entry.get("mode", "direct"),
-            )
-        )
-    return runs
-
-
-def run_dir(spec: dict[str, Any], run: MethodRun) -> str:
-    return join(spec["out"], "runs", run.name)
+if TYPE_CHECKING:
+    from harmonize.run.spec import ExitCode
 
 
 def run_methods(
-    spec: dict[str, Any], storage: Storage, only: tuple[str, ...] = (), echo: Echo = print
-) -> list[str]:
-    """Run every configured method (or ``only`` those); returns the names that failed (the
-    others still run: one bad model must not hold back the rest)."""
-    from harmonize.run import RunOptions, run_harmonization
+    job: JobConfig, storage: Storage, only: tuple[str, ...] = (), echo: Echo = print
+) -> dict[str, ExitCode]:
+    """Run every configured method (or ``only`` those); returns each run's exit code, the one
+    `harmonize run` would have exited with (the others still run after a failed one: one bad
+    model must not hold back the rest)."""
+    from harmonize.distributed.stream import make_executor
+    from harmonize.run.orchestrate import run_harmonization
+    from harmonize.run.spec import ExitCode, RunIncomplete, RunOptions
 
-    try:
-        options = RunOptions(
-            labels_uri=spec.get("labels"), progress=False, **(spec.get("run") or {})
-        )
-    except TypeError as err:
-        raise ConfigError(f"bad run: settings {spec.get('run')}: {err}") from err
-    failed = []
-    for run in method_runs(spec):
+    settings = job.run
+    executor = make_executor(
+        settings.executor,
+        address=settings.address,
+        actors=settings.actors,
+        batch_size=settings.batch_size,
+        object_store_mib=settings.object_store_mib,
+    )
+    options = RunOptions(labels_uri=job.labels, progress=False, limit=settings.limit)
+    if settings.suffixes is not None:
+        options = replace(options, suffixes=settings.suffixes)
+    assert job.archive is not None  # load_job checked it
+    codes: dict[str, ExitCode] = {}
+    for run in job.methods:
         if only and run.name not in only:
             continue
         try:
             summary = run_harmonization(
-                input_uri=spec["archive"],
-                out_uri=run_dir(spec, run),
+                input_uri=job.archive,
+                out_uri=job.run_dir(run),
                 method=run.method,
                 model_uri=run.model,
+                executor=executor,
                 mode=run.mode,
                 storage=storage,
                 options=options,
             )
             echo(f"{run.name}: {summary.line()}")
+            codes[run.name] = summary.exit_code
         except HarmonizeError as err:
             echo(f"{run.name}: FAILED: {err}")
-            failed.append(run.name)
-    return failed
+            codes[run.name] = (
+                ExitCode.INCOMPLETE if isinstance(err, RunIncomplete) else ExitCode.USAGE
+            )
+    return codes
+
+
+def exit_with_worst(codes: dict[str, ExitCode], echo: Echo = print) -> None:
+    """Exit with the worst of the runs' codes, naming the runs that did not end clean."""
+    from harmonize.run.spec import worst_exit_code
+
+    worst = worst_exit_code(codes.values())
+    if worst:
+        unclean = ", ".join(f"{name} {int(code)}" for name, code in codes.items() if code)
+        echo(f"runs that did not end clean (name, exit code): {unclean}")
+        raise click.exceptions.Exit(int(worst))
 
 
 @click.command(name="run")
@@ -89,10 +91,8 @@ def run_methods(
 def main(config_uri: str, only: tuple[str, ...]) -> None:
     """Harmonize the job's archive with each configured method."""
     storage = job_storage()
-    spec = load_job(config_uri, storage, required=("archive", "out", "methods"))
-    failed = run_methods(spec, storage, only, echo=click.echo)
-    if failed:
-        raise click.exceptions.Exit(1)
+    job = load_job(config_uri, storage)
+    exit_with_worst(run_methods(job, storage, only, echo=click.echo), echo=click.echo)
 
 
 if __name__ == "__main__":

@@ -8,29 +8,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from harmonize.distributed.local_head import port_free
+
 ACCESS_KEY = "harmonize-test"
 SECRET_KEY = "harmonize-test-secret"
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _free_ports(n: int, low: int = 20000, high: int = 29999) -> list[int]:
     """n distinct ports p in [low, high] with p and p + 10000 free on 127.0.0.1."""
     start = low + (os.getpid() * 37) % (high - low - 1000)
-    found = [p for p in range(start, high) if _is_free(p) and _is_free(p + 10000)][:n]
+    found = [p for p in range(start, high) if port_free(p) and port_free(p + 10000)][:n]
     if len(found) < n:
         raise RuntimeError("not enough free ports for SeaweedFS")
     return found

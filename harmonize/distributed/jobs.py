@@ -227,13 +227,19 @@ def _unknown_job(url: str, job_id: str, err: Exception) -> HarmonizeError:
     return HarmonizeError(f'no job "{job_id}" at {url} ({err}); list them with `ray job list`')
 
 
-def job_status(job_id: str, address: str | None) -> dict[str, Any]:
-    """The job's status, message, entrypoint and start/end times (ms since the epoch)."""
+def _ask(job_id: str, address: str | None, question: Callable[[Any], Any]) -> Any:
+    """``question(client)`` for the Jobs API at the resolved address; an unknown job is a
+    HarmonizeError that says how to list the jobs there."""
     url = resolve(address)
     try:
-        info = connect(url).get_job_info(job_id)
+        return question(connect(url))
     except RuntimeError as err:
         raise _unknown_job(url, job_id, err) from err
+
+
+def job_status(job_id: str, address: str | None) -> dict[str, Any]:
+    """The job's status, message, entrypoint and start/end times (ms since the epoch)."""
+    info = _ask(job_id, address, lambda client: client.get_job_info(job_id))
     return {
         "job_id": job_id,
         "status": str(info.status.value if hasattr(info.status, "value") else info.status),
@@ -245,20 +251,13 @@ def job_status(job_id: str, address: str | None) -> dict[str, Any]:
 
 
 def job_logs(job_id: str, address: str | None) -> str:
-    url = resolve(address)
-    try:
-        return str(connect(url).get_job_logs(job_id))
-    except RuntimeError as err:
-        raise _unknown_job(url, job_id, err) from err
+    """The job's logs so far."""
+    return str(_ask(job_id, address, lambda client: client.get_job_logs(job_id)))
 
 
 def stop_job(job_id: str, address: str | None) -> bool:
     """Ask the cluster to stop the job; False when it had already finished."""
-    url = resolve(address)
-    try:
-        return bool(connect(url).stop_job(job_id))
-    except RuntimeError as err:
-        raise _unknown_job(url, job_id, err) from err
+    return bool(_ask(job_id, address, lambda client: client.stop_job(job_id)))
 
 
 def follow_job(job_id: str, address: str | None, echo: Callable[[str], Any] = print) -> str:

@@ -45,7 +45,8 @@ def jobs_api_answers(url: str) -> bool:
     return http_status(url, timeout=2.0) == 200
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether nothing listens on ``port`` of 127.0.0.1."""
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -58,7 +59,7 @@ def _free_port(low: int = 20000, high: int = 29999) -> int:
     # Above Ray's default worker port range (10002-19999), like the test servers.
     start = low + secrets.randbelow(high - low)
     for port in [*range(start, high), *range(low, start)]:
-        if _port_free(port):
+        if port_free(port):
             return port
     raise HarmonizeError(f"no free port in {low}-{high} for a local Ray head")
 

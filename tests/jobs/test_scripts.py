@@ -38,7 +38,40 @@ def test_job_scripts_help_and_dry_run() -> None:
     resolved = json.loads(done.stdout)
     assert resolved["gpus"] == 8 and resolved["training"]["crop_size"] == 256
     done = _script("nightly", "--config", "/definitely/missing.yaml")
-    assert done.returncode == 2 and "cannot read the job config" in done.stderr
+    assert done.returncode == 2 and 'cannot read "/definitely/missing.yaml"' in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "out: o\nmethods: [{method: histogram, model: m}]\nnight: 1\n",
+            "line 3: unknown job settings ['night']",
+        ),
+        (
+            "out: o\nmethods:\n  - method: histogram\n    model: m\n    mdoe: curve\n",
+            "line 5: unknown job methods entry settings ['mdoe']",
+        ),
+        (
+            "out: o\nmethods: [{method: histogram, model: m, mode: curve}]\n",
+            "job methods entry histogram mode must be one of direct, got 'curve'",
+        ),
+        ("out: o\nmethods: [{method: hist, model: m}]\n", 'unknown method "hist"'),
+        (
+            "out: o\nmethods: [{method: histogram, model: m}]\nrun: {actors: 0}\n",
+            "job run actors must be an integer >= 1, got 0",
+        ),
+        ("out: o\nmethods: []\n", "job methods must be a list of runs, got []"),
+        ("out: o\nmethods: [{method: histogram, model: m}]\n", "the job needs archive"),
+    ],
+)
+def test_job_configs_are_checked_in_one_line(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "job.yaml"
+    config.write_text(text)
+    done = _script("run", "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and f"{config}" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_nightly_runs_each_method_then_reports_and_is_idempotent(
@@ -67,13 +100,20 @@ def test_nightly_runs_each_method_then_reports_and_is_idempotent(
 
 
 def test_example_configs_load() -> None:
-    from harmonize.training import load_train_config
+    from harmonize.training.config import load_train_config
 
     config = load_train_config(str(REPO / "jobs" / "configs" / "cyclegan.yaml"))
     assert (config.method, config.crop_size, config.load_size) == ("cyclegan", 256, 286)
-    nightly = yaml.safe_load((REPO / "jobs" / "configs" / "nightly.yaml").read_text())
-    assert {"archive", "out", "methods"} <= set(nightly)
-    assert all({"method", "model"} <= set(m) for m in nightly["methods"])
+    sys.path.insert(0, str(REPO / "jobs"))
+    try:
+        from common import load_job
+    finally:
+        sys.path.remove(str(REPO / "jobs"))
+    from harmonize.io.storage import Storage
+
+    nightly = load_job(str(REPO / "jobs" / "configs" / "nightly.yaml"), Storage())
+    assert [m.name for m in nightly.methods] == ["histogram", "cyclegan-curve"]
+    assert nightly.run.executor == "ray" and nightly.archive
 
 
 @pytest.mark.parametrize(
