@@ -227,16 +227,15 @@ def _neural_train_command(method: str, summary: str) -> None:
         progress: bool,
     ) -> None:
         from harmonize.distributed.train import train_distributed
-        from harmonize.training import load_train_config
+        from harmonize.training.config import load_train_config
+        from harmonize.training.job import gan_job
 
         storage = _storage(ctx)
         config = load_train_config(
             config_path, storage, method=method, steps=steps, crop_size=crop_size
         )
         summary = train_distributed(
-            config,
-            source,
-            target,
+            gan_job(config, source, target),
             out,
             gpus=gpus,
             workers=workers,
@@ -295,15 +294,14 @@ def train_classifier_command(
     progress: bool,
 ) -> None:
     """Train the target-site classifier (finding / no finding) with Ray Train."""
-    from harmonize.classifier import load_classifier_config
-    from harmonize.distributed.train import train_classifier_distributed
+    from harmonize.classifier.config import load_classifier_config
+    from harmonize.distributed.train import train_distributed
+    from harmonize.training.job import classifier_job
 
     storage = _storage(ctx)
     config = load_classifier_config(config_path, storage, steps=steps)
-    summary = train_classifier_distributed(
-        config,
-        archive,
-        labels_uri,
+    summary = train_distributed(
+        classifier_job(config, archive, labels_uri),
         out,
         gpus=gpus,
         workers=workers,
@@ -400,36 +398,50 @@ def run(
     limit: int | None,
     progress: bool,
 ) -> None:
-    """Harmonize an archive: derived DICOM under OUT/images/, manifest under OUT/manifest/."""
+    """Harmonize an archive: derived DICOM under OUT/images/, manifest under OUT/manifest/.
+
+    \b
+    Exit status:
+      0  every listed object ended ok or skipped
+      1  the run could not finish; the manifest holds the parts committed so far
+      2  bad usage or input, found before any row was written
+      3  some objects ended as error rows (every row written, the others done)
+      4  no object ended ok or skipped (every row written, all errors)
+    """
+    from harmonize.distributed.stream import make_executor
     from harmonize.models.registry import method_names
-    from harmonize.run import RunOptions, run_harmonization
+    from harmonize.run.orchestrate import run_harmonization
+    from harmonize.run.spec import ExitCode, RunIncomplete, RunOptions
 
     if method not in method_names():
         raise click.BadParameter(
             f'"{method}" is not one of {method_names()}', param_hint="--method"
         )
+    runner = make_executor(executor, address=address, actors=actors, batch_size=batch_size)
     options = RunOptions(
-        executor=executor,
-        ray_address=address,
-        actors=actors,
-        batch_size=batch_size,
         suffixes=tuple(s for s in suffixes if s),
         labels_uri=labels_uri,
         run_id=run_id,
         progress=progress,
         limit=limit,
     )
-    summary = run_harmonization(
-        input_uri=input_uri,
-        out_uri=out_uri,
-        method=method,
-        model_uri=model_uri,
-        mode=mode,
-        classifier_uri=classifier,
-        storage=_storage(ctx),
-        options=options,
-    )
+    try:
+        summary = run_harmonization(
+            input_uri=input_uri,
+            out_uri=out_uri,
+            method=method,
+            model_uri=model_uri,
+            executor=runner,
+            mode=mode,
+            classifier_uri=classifier,
+            storage=_storage(ctx),
+            options=options,
+        )
+    except RunIncomplete as err:
+        click.echo(f"harmonize: error: {err}", err=True)
+        ctx.exit(ExitCode.INCOMPLETE)
     click.echo(summary.line())
+    ctx.exit(summary.exit_code)
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -470,12 +482,13 @@ def report(
 def demo(ctx: click.Context, out_dir: str, n_per_site: int, matrix: int, executor: str) -> None:
     """The whole product on a small synthetic two-site archive: synth → fit → run → report."""
     from harmonize.demo import run_demo
+    from harmonize.distributed.stream import make_executor
 
     result = run_demo(
         out_dir,
         n_per_site=n_per_site,
         matrix=matrix,
-        executor=executor,
+        executor=make_executor(executor),
         storage=_storage(ctx),
         echo=click.echo,
     )
@@ -534,6 +547,7 @@ def demo(ctx: click.Context, out_dir: str, n_per_site: int, matrix: int, executo
 @click.pass_context
 def experiment(ctx: click.Context, out_uri: str, quick: bool, progress: bool, **flags: Any) -> None:
     """The paper's benchmark end to end: synth, classifier, every method, runs, report."""
+    from harmonize.distributed.stream import make_executor
     from harmonize.experiment import ExperimentConfig, run_experiment
 
     overrides = {k: v for k, v in flags.items() if v is not None and v != ()}
@@ -547,7 +561,12 @@ def experiment(ctx: click.Context, out_uri: str, quick: bool, progress: bool, **
             overrides[key] = tuple(dict.fromkeys(overrides[key]))
     config = ExperimentConfig.quick(**overrides) if quick else ExperimentConfig(**overrides)
     result = run_experiment(
-        config, out_uri, storage=_storage(ctx), echo=click.echo, progress=progress
+        config,
+        out_uri,
+        executors=make_executor,
+        storage=_storage(ctx),
+        echo=click.echo,
+        progress=progress,
     )
     click.echo("")
     click.echo(result.report.markdown)
@@ -610,9 +629,11 @@ def bench_run(
     peak memory for that archive and one 4x larger (classical methods), or curve against direct
     mode at full resolution (neural methods)."""
     from harmonize.benchmarks.run import run_mode_benchmark, run_run_benchmark
+    from harmonize.distributed.stream import make_executor
 
     if method in ("cyclegan", "unit"):
         run_mode_benchmark(
+            make_executor,
             method=method,
             model_uri=model_uri,
             n_images=n_images or 8,
@@ -622,7 +643,12 @@ def bench_run(
         )
     else:
         run_run_benchmark(
-            method=method, n_images=n_images or 32, matrix=matrix, workdir=workdir, echo=click.echo
+            make_executor,
+            method=method,
+            n_images=n_images or 32,
+            matrix=matrix,
+            workdir=workdir,
+            echo=click.echo,
         )
 
 

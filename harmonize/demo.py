@@ -14,7 +14,8 @@ from typing import Any
 from harmonize.io.storage import Storage, join
 from harmonize.methods.fit import fit_classical
 from harmonize.report import build_report
-from harmonize.run import RunOptions, run_harmonization
+from harmonize.run.orchestrate import Executor, run_harmonization
+from harmonize.run.spec import RunOptions
 
 TARGET_SITE, SOURCE_SITE = "shenzhen-like", "mc-like"
 DEMO_METHODS = ("histogram", "nyul")
@@ -23,13 +24,14 @@ DEMO_METHODS = ("histogram", "nyul")
 def run_demo(
     out_dir: str,
     *,
+    executor: Executor,
     n_per_site: int = 24,
     matrix: int = 1024,
-    executor: str = "ray",
     storage: Storage | None = None,
     echo: Callable[[str], Any] = print,
 ) -> str:
-    """Run the demo into ``out_dir``; returns the path of the HTML report."""
+    """Run the demo into ``out_dir`` with ``executor`` running the stages; returns the path of
+    the HTML report."""
     from harmonize.synth import synthesize_archive
 
     store = storage or Storage()
@@ -52,14 +54,15 @@ def run_demo(
         step(f"fitting {method} on the target site")
         fit_classical(method, join(archive, TARGET_SITE), model, storage=store)
         run_out = join(out_dir, "runs", method)
-        step(f"harmonizing the source site with {method} ({executor})")
+        step(f"harmonizing the source site with {method} ({executor.name})")
         summary = run_harmonization(
             input_uri=join(archive, SOURCE_SITE),
             out_uri=run_out,
             method=method,
             model_uri=model,
+            executor=executor,
             storage=store,
-            options=RunOptions(executor=executor, labels_uri=join(archive, "labels.parquet")),
+            options=RunOptions(labels_uri=join(archive, "labels.parquet")),
         )
         step(summary.line())
         runs.append(run_out)

@@ -14,7 +14,7 @@ images scored are never the ones any model learnt from.
 
 Example::
 
-    result = run_experiment(ExperimentConfig.quick(), "out/experiment")
+    result = run_experiment(ExperimentConfig.quick(), "out/experiment", executors=make_executor)
     print(result.report.markdown)
 """
 
@@ -31,7 +31,8 @@ from harmonize.errors import ConfigError
 from harmonize.io.storage import Storage, join
 from harmonize.models.registry import METHODS
 from harmonize.report import Report, build_report
-from harmonize.run import RunOptions, run_harmonization
+from harmonize.run.orchestrate import ExecutorFactory, run_harmonization
+from harmonize.run.spec import RunOptions
 
 NEURAL_METHODS = ("cyclegan", "unit")
 CLASSICAL_METHODS = ("histogram", "nyul")
@@ -63,7 +64,8 @@ class ExperimentConfig:
         classifier_config: the classifier's training config (YAML; default:
             ``jobs/configs/classifier-cpu-quick.yaml``).
         classifier_steps: classifier training steps (None: the config's).
-        executor: ``ray`` (local Ray Data) or ``local`` for the runs.
+        executor: ``ray`` (local Ray Data) or ``local`` for the runs (``run_experiment``'s
+            ``executors`` turns the name into the executor).
         lesion_strength, prevalence: the synthetic findings (see ``synthesize_archive``); 2.5
             makes the findings large enough for a classifier on 128-px images.
     """
@@ -143,20 +145,23 @@ def run_experiment(
     config: ExperimentConfig,
     out_uri: str,
     *,
+    executors: ExecutorFactory,
     storage: Storage | None = None,
     echo: Callable[[str], Any] = print,
     progress: bool = False,
 ) -> ExperimentResult:
     """Run the whole benchmark into ``out_uri`` (archive/, models/, runs/, report/,
-    experiment.json); returns where everything went and the report."""
-    from harmonize.classifier import (
-        load_classifier_config,
-        prepare_classifier_data,
-        train_classifier,
-    )
+    experiment.json); returns where everything went and the report. ``executors`` makes the
+    runs' executor from ``config.executor`` (the command line passes the distributed stream's
+    ``make_executor``)."""
+    from harmonize.classifier.config import load_classifier_config
+    from harmonize.classifier.data import prepare_classifier_data
+    from harmonize.classifier.training import train_classifier
     from harmonize.methods.fit import fit_classical
     from harmonize.synth import synthesize_archive
-    from harmonize.training import load_train_config, prepare_training_data, train
+    from harmonize.training.config import load_train_config
+    from harmonize.training.data import prepare_training_data
+    from harmonize.training.gan import train
 
     store = storage or Storage()
     started = time.perf_counter()
@@ -213,7 +218,8 @@ def run_experiment(
     clf_result = train_classifier(
         clf_config, clf_data, classifier_uri, storage=store, resume=False, progress=progress
     )
-    echo(f"    validation AUC {clf_result.validation_auc:.3f}")
+    classifier_auc = float((clf_result.validation or {})["auc"])
+    echo(f"    validation AUC {classifier_auc:.3f}")
     done()
 
     models: dict[str, str] = {}
@@ -242,7 +248,8 @@ def run_experiment(
         done()
 
     labels = join(archives["test"], "labels.parquet")
-    options = RunOptions(executor=config.executor, labels_uri=labels, progress=progress)
+    executor = executors(config.executor)
+    options = RunOptions(labels_uri=labels, progress=progress)
     source_test = join(archives["test"], _site_folder(config.source_site))
     # (run name, input, method, mode, what the step says): the source's test images through
     # every method and mode, then the target's once through any method (the report reads
@@ -271,6 +278,7 @@ def run_experiment(
             out_uri=run_uri,
             method=method,
             model_uri=models[method],
+            executor=executor,
             mode=mode,
             classifier_uri=classifier_uri,
             storage=store,
@@ -288,7 +296,7 @@ def run_experiment(
     seconds["total"] = round(time.perf_counter() - started, 3)
     record = {
         "config": config.to_dict(),
-        "classifier_validation_auc": clf_result.validation_auc,
+        "classifier_validation_auc": classifier_auc,
         "models": models,
         "runs": runs,
         "skipped_methods": skipped,

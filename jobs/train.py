@@ -36,7 +36,7 @@ def main(
     dry_run: bool,
 ) -> None:
     """Train with Ray Train (one worker per GPU) and print a JSON summary."""
-    from harmonize.training import load_train_config
+    from harmonize.training.config import load_train_config
 
     storage = job_storage()
     config = load_train_config(config_uri, storage, steps=steps)
@@ -45,9 +45,15 @@ def main(
         click.echo(json.dumps({**job, "training": config.to_dict()}))
         return
     from harmonize.distributed.train import train_distributed
+    from harmonize.training.job import gan_job
 
     summary = train_distributed(
-        config, source, target, out, gpus=gpus, workers=workers, storage=storage, progress=False
+        gan_job(config, source, target),
+        out,
+        gpus=gpus,
+        workers=workers,
+        storage=storage,
+        progress=False,
     )
     click.echo(json.dumps(summary, default=str))
 

@@ -1,5 +1,6 @@
-"""Shared fixtures: a real S3 server (SeaweedFS on 127.0.0.1), a local Ray session, and small
-synthetic two-site archives built once per test session."""
+"""Shared fixtures: a real S3 server (SeaweedFS on 127.0.0.1), a local Ray session, small
+synthetic two-site archives and the models fitted or trained on them, built once per test
+session, and ``run_archive``, the tests' one way to harmonize an archive."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from harmonize.io.storage import Storage
+    from harmonize.run.orchestrate import Executor
+    from harmonize.run.spec import RunSummary
 
 for _key, _value in {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -98,3 +104,92 @@ def histogram_model(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = str(tmp_path_factory.mktemp("models") / "histogram")
     fit_classical("histogram", str(archive / TARGET), out, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def cyclegan_model(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny CycleGAN trained for a few steps on the session archive (no Ray)."""
+    from harmonize.training.config import load_train_config
+    from harmonize.training.data import prepare_training_data
+    from harmonize.training.gan import train
+
+    out = str(tmp_path_factory.mktemp("cyclegan"))
+    config = load_train_config(
+        None,
+        steps=4,
+        crop_size=32,
+        load_size=48,
+        log_every=2,
+        checkpoint_every=4,
+        validation_images=2,
+        model={"ngf": 8, "ndf": 8, "n_blocks": 2},
+    )
+    data = prepare_training_data(str(archive / SOURCE), str(archive / TARGET), 48, progress=False)
+    train(config, data, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def classifier_model(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A small classifier trained for a few steps on the target site (its scores are what the
+    run tests check, not its accuracy)."""
+    from harmonize.classifier.config import ClassifierConfig
+    from harmonize.classifier.data import prepare_classifier_data
+    from harmonize.classifier.training import train_classifier
+
+    config = ClassifierConfig(
+        steps=4, batch_size=4, input_size=64, width=8, log_every=2, validate_every=4,
+        checkpoint_every=4, val_fraction=0.25,
+    )  # fmt: skip
+    data = prepare_classifier_data(
+        str(archive / TARGET), str(archive / "labels.parquet"), 64, progress=False, workers=1
+    )
+    out = str(tmp_path_factory.mktemp("classifier") / "model")
+    train_classifier(config, data, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def local_run(
+    archive: Path, histogram_model: str, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The output prefix of a local run of the source site with histogram matching (the
+    reference the Ray Data stream is compared to)."""
+    out = tmp_path_factory.mktemp("run-local")
+    run_archive(archive, histogram_model, out)
+    return out
+
+
+def run_archive(
+    archive: Path,
+    model: str,
+    out: Path | str,
+    executor: Executor | None = None,
+    *,
+    method: str = "histogram",
+    mode: str = "direct",
+    classifier: str | None = None,
+    input_uri: str | None = None,
+    storage: Storage | None = None,
+    **options: Any,
+) -> RunSummary:
+    """`harmonize run` of the archive's source site (or ``input_uri``) into ``out``, on
+    ``executor`` (default: the local one), with the archive's labels unless ``labels_uri`` says
+    otherwise; ``options`` are further ``RunOptions``. Returns the run's summary."""
+    from harmonize.io.storage import Storage
+    from harmonize.run.local import LocalExecutor
+    from harmonize.run.orchestrate import run_harmonization
+    from harmonize.run.spec import RunOptions
+
+    options.setdefault("labels_uri", str(archive / "labels.parquet"))
+    return run_harmonization(
+        input_uri=input_uri or str(archive / SOURCE),
+        out_uri=str(out),
+        method=method,
+        model_uri=model,
+        executor=executor or LocalExecutor(),
+        mode=mode,
+        classifier_uri=classifier,
+        storage=storage or Storage(),
+        options=RunOptions(progress=False, **options),
+    )

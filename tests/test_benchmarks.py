@@ -24,6 +24,9 @@ def test_train_benchmark_measures_both_configurations() -> None:
 @pytest.mark.slow
 def test_mode_benchmark_processes_every_image_in_both_modes(ray_session, tmp_path) -> None:
     from harmonize.benchmarks.run import run_mode_benchmark
+    from harmonize.distributed.stream import make_executor
 
-    result = run_mode_benchmark(n_images=2, matrix=96, workdir=str(tmp_path), echo=lambda s: None)
+    result = run_mode_benchmark(
+        make_executor, n_images=2, matrix=96, workdir=str(tmp_path), echo=lambda s: None
+    )
     assert [(r["mode"], r["images"]) for r in result["rows"]] == [("curve", 2), ("direct", 2)]

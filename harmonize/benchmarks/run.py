@@ -1,12 +1,13 @@
 """`harmonize bench run`: the streaming run against a sequential loop, and its peak memory.
 
 Both paths do the same work per object (read → decode → harmonize → SSIM + histograms → encode
-derived DICOM → write) and write the same manifest; the loop does it in one process
-(``executor="local"``), the stream on Ray Data with CPU decode/encode tasks and a harmonizer actor.
-Ray is started before the timed runs (a nightly cluster is already up); its start-up time is
-printed separately. Peak memory is the largest sum of proportional set sizes (PSS: shared pages
-counted once) of this process and all its descendants (Ray's raylet, workers, object store),
-sampled every 0.2 s while a run is in flight, for an archive and for one 4x larger.
+derived DICOM → write) and write the same manifest; the loop does it in one process (the
+``local`` executor), the stream on Ray Data with CPU decode/encode tasks and a harmonizer actor
+(the ``ray`` executor); the caller passes the factory that makes both. Ray is started before the
+timed runs (a nightly cluster is already up); its start-up time is printed separately. Peak
+memory is the largest sum of proportional set sizes (PSS: shared pages counted once) of this
+process and all its descendants (Ray's raylet, workers, object store), sampled every 0.2 s while
+a run is in flight, for an archive and for one 4x larger.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ import psutil
 
 from harmonize.errors import HarmonizeError
 from harmonize.methods.fit import fit_classical
-from harmonize.run import RunOptions, run_harmonization
+from harmonize.run.orchestrate import Executor, ExecutorFactory, run_harmonization
+from harmonize.run.spec import RunOptions
 
 
 class PeakMemory:
@@ -64,12 +65,6 @@ class PeakMemory:
         self.peak = max(self.peak, self.tree_pss())
 
 
-def _ray_running() -> bool:
-    import ray
-
-    return bool(ray.is_initialized())
-
-
 def _build(
     workdir: Path, n_images: int, matrix: int, method: str, echo: Callable
 ) -> dict[str, str]:
@@ -95,11 +90,10 @@ def _build(
 
 
 def _timed_run(
-    paths: dict[str, str], source: str, out: str, method: str, executor: str
+    paths: dict[str, str], source: str, out: str, method: str, executor: Executor
 ) -> tuple[float, int, int]:
     """(seconds, ok rows, peak PSS bytes) of one run into a fresh output prefix."""
     shutil.rmtree(out, ignore_errors=True)
-    options = RunOptions(executor=executor, progress=False)
     with PeakMemory() as mem:
         start = time.perf_counter()
         summary = run_harmonization(
@@ -107,22 +101,24 @@ def _timed_run(
             out_uri=out,
             method=method,
             model_uri=paths["model"],
-            options=options,
+            executor=executor,
+            options=RunOptions(progress=False),
         )
         seconds = time.perf_counter() - start
     return seconds, summary.counts.get("ok", 0), mem.peak
 
 
 def run_run_benchmark(
+    executors: ExecutorFactory,
     method: str = "histogram",
     n_images: int = 32,
     matrix: int = 1024,
     workdir: str | None = None,
     echo: Callable[[str], Any] = print,
 ) -> dict:
-    """Print and return throughput (stream vs loop) and peak memory (archive vs 4x archive)."""
-    from harmonize.distributed.session import init_ray
-
+    """Print and return throughput (stream vs loop) and peak memory (archive vs 4x archive);
+    ``executors`` makes the ``ray`` (stream) and ``local`` (loop) executors."""
+    stream, loop = executors("ray"), executors("local")
     owned = workdir is None
     base = Path(workdir or tempfile.mkdtemp(prefix="harmonize-bench-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -133,31 +129,28 @@ def run_run_benchmark(
     try:
         paths = _build(base, n_images, matrix, method, echo)
         t = time.perf_counter()
-        started_ray = not _ray_running()
-        ray = init_ray()
-        echo(f"  ray start-up: {time.perf_counter() - t:.1f} s (not in the timings below)")
-        # Warm-up: the first Ray Data run starts worker processes and imports torch in them.
-        _timed_run(paths, "source-x1", str(base / "out-warmup"), method, "ray")
-        rows: list[dict[str, Any]] = []
-        for size in ("source-x1", "source-x4"):
-            loop_s, loop_ok, _ = _timed_run(
-                paths, size, str(base / f"loop-{size}"), method, "local"
-            )
-            stream_s, stream_ok, peak = _timed_run(
-                paths, size, str(base / f"stream-{size}"), method, "ray"
-            )
-            rows.append(
-                {
-                    "archive": size,
-                    "images": stream_ok,
-                    "loop_images_per_s": loop_ok / loop_s,
-                    "stream_images_per_s": stream_ok / stream_s,
-                    "speedup": (stream_ok / stream_s) / (loop_ok / loop_s),
-                    "stream_peak_pss_mib": peak / 2**20,
-                }
-            )
-        if started_ray:  # leave a Ray session the caller started alone
-            ray.shutdown()
+        with stream, loop:  # stops on exit only a Ray session it started
+            echo(f"  ray start-up: {time.perf_counter() - t:.1f} s (not in the timings below)")
+            # Warm-up: the first Ray Data run starts worker processes and imports torch in them.
+            _timed_run(paths, "source-x1", str(base / "out-warmup"), method, stream)
+            rows: list[dict[str, Any]] = []
+            for size in ("source-x1", "source-x4"):
+                loop_s, loop_ok, _ = _timed_run(
+                    paths, size, str(base / f"loop-{size}"), method, loop
+                )
+                stream_s, stream_ok, peak = _timed_run(
+                    paths, size, str(base / f"stream-{size}"), method, stream
+                )
+                rows.append(
+                    {
+                        "archive": size,
+                        "images": stream_ok,
+                        "loop_images_per_s": loop_ok / loop_s,
+                        "stream_images_per_s": stream_ok / stream_s,
+                        "speedup": (stream_ok / stream_s) / (loop_ok / loop_s),
+                        "stream_peak_pss_mib": peak / 2**20,
+                    }
+                )
     finally:
         if owned:
             shutil.rmtree(base, ignore_errors=True)
@@ -181,6 +174,7 @@ def run_run_benchmark(
 
 
 def run_mode_benchmark(
+    executors: ExecutorFactory,
     method: str = "cyclegan",
     model_uri: str | None = None,
     n_images: int = 8,
@@ -191,10 +185,9 @@ def run_mode_benchmark(
     """Streaming throughput of a neural method in ``curve`` vs ``direct`` mode on the same
     full-resolution archive (uncompressed DICOM, so the codec weighs little). Without
     ``model_uri`` the default architecture with its initial weights is used: speed does not
-    depend on training."""
+    depend on training. ``executors`` makes the ``ray`` executor (the stream)."""
     import torch
 
-    from harmonize.distributed.session import init_ray
     from harmonize.models.files import write_model
     from harmonize.synth import synthesize_archive
 
@@ -223,48 +216,45 @@ def run_mode_benchmark(
                 weights=recipe.generator_state(),
                 card={"note": "untrained weights, for speed benchmarks only"},
             )
-        started_ray = not _ray_running()
-        ray = init_ray()
         rows: list[dict[str, Any]] = []
-        for mode in ("curve", "direct"):
-            options = RunOptions(executor="ray", progress=False)
-            run_harmonization(
-                input_uri=source,
-                out_uri=str(base / "warmup"),
-                method=method,
-                model_uri=model_uri,
-                mode=mode,
-                options=replace(options, limit=1),
-            )
-            out = base / f"out-{mode}"
-            with PeakMemory() as mem:
-                start = time.perf_counter()
-                summary = run_harmonization(
+        with executors("ray") as stream:  # stops on exit only a Ray session it started
+            for mode in ("curve", "direct"):
+                run_harmonization(
                     input_uri=source,
-                    out_uri=str(out),
+                    out_uri=str(base / "warmup"),
                     method=method,
                     model_uri=model_uri,
+                    executor=stream,
                     mode=mode,
-                    options=options,
+                    options=RunOptions(progress=False, limit=1),
                 )
-                seconds = time.perf_counter() - start
-            ok = summary.counts.get("ok", 0)
-            if ok != n_images:  # a rate over failed rows would measure nothing
-                raise HarmonizeError(
-                    f"bench run: {mode} mode harmonized {ok} of {n_images} images "
-                    f"({dict(summary.counts)}); the manifest's error column says why"
+                with PeakMemory() as mem:
+                    start = time.perf_counter()
+                    summary = run_harmonization(
+                        input_uri=source,
+                        out_uri=str(base / f"out-{mode}"),
+                        method=method,
+                        model_uri=model_uri,
+                        executor=stream,
+                        mode=mode,
+                        options=RunOptions(progress=False),
+                    )
+                    seconds = time.perf_counter() - start
+                ok = summary.counts.get("ok", 0)
+                if ok != n_images:  # a rate over failed rows would measure nothing
+                    raise HarmonizeError(
+                        f"bench run: {mode} mode harmonized {ok} of {n_images} images "
+                        f"({dict(summary.counts)}); the manifest's error column says why"
+                    )
+                rows.append(
+                    {
+                        "mode": mode,
+                        "images": ok,
+                        "seconds": seconds,
+                        "images_per_s": ok / seconds,
+                        "peak_pss_mib": mem.peak / 2**20,
+                    }
                 )
-            rows.append(
-                {
-                    "mode": mode,
-                    "images": ok,
-                    "seconds": seconds,
-                    "images_per_s": ok / seconds,
-                    "peak_pss_mib": mem.peak / 2**20,
-                }
-            )
-        if started_ray:  # leave a Ray session the caller started alone
-            ray.shutdown()
     finally:
         if owned:
             shutil.rmtree(base, ignore_errors=True)

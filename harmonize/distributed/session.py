@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 # Local Ray on small machines: no usage stats upload, no token auth on loopback, fast Train
@@ -57,3 +59,16 @@ def init_ray(address: str | None = None, *, quiet: bool = True) -> Any:
         # It warns that the progress bars it was just told to disable are disabled.
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     return ray
+
+
+@contextmanager
+def ray_session(address: str | None = None, *, quiet: bool = True) -> Iterator[Any]:
+    """``init_ray`` for a ``with`` block: on exit, shut Ray down only if this block started it
+    (a session the caller, a test or a Ray Job already had is left alone)."""
+    started = not ray_is_running()
+    ray = init_ray(address, quiet=quiet)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()

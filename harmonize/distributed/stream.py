@@ -3,8 +3,9 @@
     rows (one per object) ─ read_and_decode ─► harmonize_and_measure (+ scores) ─► encode_and_write
                                                                        ─► manifest rows (driver)
 
-The stages are the plain functions of ``harmonize.pipeline``; this module only wires them into
-Ray. The harmonize stage runs in one of two ways:
+The stages are the plain functions of ``harmonize.run.stages``; this module only wires them into
+Ray, as an executor with the interface of ``harmonize.run.local.LocalExecutor``. The harmonize
+stage runs in one of two ways:
 
 - an actor pool (Ray's predictor pattern: the model is loaded once per actor), one actor per GPU
   when the cluster has GPUs, or of ``--actors N`` when asked for; decode and encode stay on CPU
@@ -20,48 +21,40 @@ where every object failed still produces well-typed blocks.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
 
-from harmonize.distributed.session import init_ray
-from harmonize.errors import ModelError
+from harmonize.distributed.session import init_ray, ray_session
+from harmonize.errors import ConfigError
 from harmonize.io.manifest import SCHEMA
 from harmonize.io.storage import Storage
 from harmonize.methods.base import Harmonizer
-from harmonize.models.registry import load_model
-from harmonize.pipeline import (
+from harmonize.run.local import LocalExecutor
+from harmonize.run.orchestrate import Executor
+from harmonize.run.spec import RunSpec
+from harmonize.run.stages import (
     PAYLOAD,
-    RunSpec,
     Scorer,
     encode_and_write,
     harmonize_and_measure_batch,
+    load_checked,
     mark_failed,
     read_and_decode,
 )
-from harmonize.run import RunOptions, load_run_classifier
 
 STREAM_SCHEMA = pa.schema([*SCHEMA, *[pa.field(k, pa.large_binary()) for k in PAYLOAD]])
 _MAX_BLOCKS = 10_000  # enough parallelism for a cluster, few enough blocks to schedule cheaply
 
+# The run's model (and classifier), loaded once per worker process and checked.
+_loaded = lru_cache(maxsize=2)(load_checked)
+
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema = STREAM_SCHEMA) -> pa.Table:
     return pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows], schema=schema)
-
-
-@lru_cache(maxsize=2)
-def _load_checked(spec: RunSpec, storage: Storage) -> tuple[Harmonizer, Scorer | None]:
-    """The run's model (and classifier), loaded once per process and checked to be the ones the
-    run planned with (a model rewritten under the same URI mid-run must not mix into one
-    config_hash)."""
-    model = load_model(spec.model_uri, storage, expected_method=spec.method, mode=spec.mode)
-    if model.model_hash != spec.model_hash:
-        raise ModelError(
-            f'the model at "{spec.model_uri}" changed during run {spec.run_id} '
-            f"(hash {model.model_hash}, planned {spec.model_hash}); start a new run"
-        )
-    return model.harmonizer, load_run_classifier(spec, storage)
 
 
 def _harmonize_rows(
@@ -80,10 +73,9 @@ def _decode_batch(batch: pa.Table, storage: Storage) -> pa.Table:
 def _harmonize_batch(batch: pa.Table, spec: RunSpec, storage: Storage) -> pa.Table:
     rows = batch.to_pylist()
     try:
-        harmonizer, classifier = _load_checked(spec, storage)
+        harmonizer, classifier = _loaded(spec, storage)
     except Exception as err:  # noqa: BLE001 - the rows say why instead of a crashed run
-        failed = [mark_failed(r, "harmonize", err) if r["status"] == "ok" else r for r in rows]
-        return _table(failed)
+        return _table([mark_failed(r, "harmonize", err) for r in rows])
     return _harmonize_rows(rows, harmonizer, classifier)
 
 
@@ -96,47 +88,103 @@ class HarmonizeActor:
     batch (Ray's predictor pattern), on the actor's GPU when it has one."""
 
     def __init__(self, spec: RunSpec, storage: Storage) -> None:
-        self.harmonizer, self.classifier = _load_checked(spec, storage)
+        self.harmonizer, self.classifier = _loaded(spec, storage)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return _harmonize_rows(batch.to_pylist(), self.harmonizer, self.classifier)
 
 
-def stream_rows(
-    rows: list[dict[str, Any]], spec: RunSpec, storage: Storage, options: RunOptions
-) -> Iterator[dict[str, Any]]:
-    """Run the three stages over ``rows`` on Ray; yields finished manifest rows as they arrive
-    (in no particular order)."""
-    ray = init_ray(options.ray_address)
-    from ray.data import ActorPoolStrategy, DataContext
+@dataclass
+class RayStreamExecutor:
+    """Runs a run's stages as one Ray Data stream on the cluster at ``address`` (local Ray
+    without one).
 
-    if options.object_store_mib:
-        execution = DataContext.get_current().execution_options
-        execution.resource_limits = execution.resource_limits.copy(
-            object_store_memory=options.object_store_mib * 2**20
-        )
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    actors = options.actors or gpus  # 0: CPU tasks
-    per_block = options.batch_size
-    n_blocks = min(-(-len(rows) // per_block), _MAX_BLOCKS)
-    step = -(-len(rows) // n_blocks)
-    ds = ray.data.from_arrow([_table(rows[i : i + step]) for i in range(0, len(rows), step)])
-    cpu_stage: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": None, "num_cpus": 1}
-    ds = ds.map_batches(_decode_batch, fn_kwargs={"storage": storage}, **cpu_stage)
-    if actors:
+    Args:
+        address: Ray cluster address (None: ``init_ray``'s default, a local Ray).
+        actors: harmonizer actor-pool size; None: one actor per GPU, or CPU tasks without GPUs.
+        batch_size: images per Ray Data block and per harmonizer call.
+        object_store_mib: Ray Data's budget for blocks in flight (decoded pixels waiting for the
+            harmonizer, ...): bounds memory however large the archive; None lets Ray use its
+            object store share.
+    """
+
+    address: str | None = None
+    actors: int | None = None
+    batch_size: int = 8
+    object_store_mib: int | None = 1024
+    name = "ray"
+    _session: ExitStack = field(default_factory=ExitStack, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if (self.actors is not None and self.actors < 1) or self.batch_size < 1:
+            raise ConfigError("actors and batch_size must be >= 1")
+
+    def __enter__(self) -> RayStreamExecutor:
+        self._session.enter_context(ray_session(self.address))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._session.close()
+
+    def rows(
+        self, todo: list[dict[str, Any]], spec: RunSpec, storage: Storage
+    ) -> Iterator[dict[str, Any]]:
+        """Run the three stages over ``todo`` on Ray; yields finished manifest rows as they
+        arrive (in no particular order)."""
+        ray = init_ray(self.address)
+        from ray.data import ActorPoolStrategy, DataContext
+
+        if self.object_store_mib:
+            execution = DataContext.get_current().execution_options
+            execution.resource_limits = execution.resource_limits.copy(
+                object_store_memory=self.object_store_mib * 2**20
+            )
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        actors = self.actors or gpus  # 0: CPU tasks
+        n_blocks = min(-(-len(todo) // self.batch_size), _MAX_BLOCKS)
+        step = -(-len(todo) // n_blocks)
+        ds = ray.data.from_arrow([_table(todo[i : i + step]) for i in range(0, len(todo), step)])
+        cpu_stage: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": None, "num_cpus": 1}
+        ds = ds.map_batches(_decode_batch, fn_kwargs={"storage": storage}, **cpu_stage)
+        if actors:
+            ds = ds.map_batches(
+                HarmonizeActor,
+                fn_constructor_kwargs={"spec": spec, "storage": storage},
+                compute=ActorPoolStrategy(size=actors),
+                batch_format="pyarrow",
+                batch_size=self.batch_size,
+                num_gpus=1 if gpus else 0,
+                num_cpus=0.5,  # the actor mostly waits on its GPU; leave the cores to the decoders
+            )
+        else:
+            ds = ds.map_batches(
+                _harmonize_batch, fn_kwargs={"spec": spec, "storage": storage}, **cpu_stage
+            )
         ds = ds.map_batches(
-            HarmonizeActor,
-            fn_constructor_kwargs={"spec": spec, "storage": storage},
-            compute=ActorPoolStrategy(size=actors),
-            batch_format="pyarrow",
-            batch_size=options.batch_size,
-            num_gpus=1 if gpus else 0,
-            num_cpus=0.5,  # the actor mostly waits on its GPU; leave the cores to the decoders
+            _encode_batch, fn_kwargs={"spec": spec, "storage": storage}, **cpu_stage
         )
-    else:
-        ds = ds.map_batches(
-            _harmonize_batch, fn_kwargs={"spec": spec, "storage": storage}, **cpu_stage
-        )
-    ds = ds.map_batches(_encode_batch, fn_kwargs={"spec": spec, "storage": storage}, **cpu_stage)
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        yield from batch.to_pylist()
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            yield from batch.to_pylist()
+
+
+def make_executor(
+    executor: str = "ray",
+    *,
+    address: str | None = None,
+    actors: int | None = None,
+    batch_size: int = 8,
+    object_store_mib: int | None = 1024,
+) -> Executor:
+    """The executor a command line or job names (``--executor``, ``--address``, ``--actors``,
+    ``--batch-size``): ``ray``, the Ray Data stream, or ``local``, one process (which takes no
+    Ray settings).
+
+    Example::
+
+        run_harmonization(..., executor=make_executor("ray", actors=2))
+    """
+    if executor == "local":
+        return LocalExecutor()
+    if executor == "ray":
+        return RayStreamExecutor(address, actors, batch_size, object_store_mib)
+    raise ConfigError(f'executor must be "ray" or "local", got "{executor}"')

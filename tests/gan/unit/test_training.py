@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from training_samples import Crash, crash_at, logged
 
 from harmonize.errors import ModelError
 from harmonize.gan.unit.recipe import LOSS_NAMES
@@ -18,6 +17,8 @@ from harmonize.training.checkpoint import checkpoint_uri, latest_checkpoint, loa
 from harmonize.training.config import TrainConfig
 from harmonize.training.data import TrainingData
 from harmonize.training.gan import train
+
+from training_samples import Crash, crash_at, logged
 
 TINY = {"ngf": 8, "ndf": 8, "n_blocks": 2, "n_shared_blocks": 1, "n_layers_d": 2}
 

@@ -1,15 +1,20 @@
-"""The score stage of the pipeline: original and harmonized images scored in one call per batch,
-each score on its own row; a scorer failure on one image makes only that row an error."""
+"""The per-object stages: original and harmonized images scored in one call per batch, each
+score on its own row; a scorer failure on one image makes only that row an error; a row keeps
+its first error; the stages' model is the one the run planned with."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from harmonize.models.registry import create_harmonizer
-from harmonize.pipeline import RunSpec, harmonize_and_measure_batch
+from harmonize.errors import ModelError
+from harmonize.io.storage import Storage
+from harmonize.models.registry import create_harmonizer, load_model
+from harmonize.run.spec import RunSpec
+from harmonize.run.stages import harmonize_and_measure_batch, load_checked, mark_failed
 
 rng = np.random.default_rng(0)
 
@@ -84,14 +89,32 @@ def test_without_a_classifier_rows_have_no_scores(harmonizer) -> None:
     assert out[0]["status"] == "ok" and out[0].get("score_in") is None
 
 
-def test_adding_a_classifier_changes_the_skip_key_but_not_the_image_folder() -> None:
-    plain = RunSpec("in", "out", "histogram", "m", "abc", "run-1")
-    scored = RunSpec("in", "out", "histogram", "m", "abc", "run-1", "direct", "v", "clf", "h1")
-    other = RunSpec("in", "out", "histogram", "m", "abc", "run-1", "direct", "v", "clf", "h2")
-    assert plain.config_hash == plain.pixels_hash  # old manifests keep their keys
-    assert len({plain.config_hash, scored.config_hash, other.config_hash}) == 3
-    assert (
-        plain.out_uri_for("in/a.dcm")
-        == scored.out_uri_for("in/a.dcm")
-        == other.out_uri_for("in/a.dcm")
+def test_a_failed_row_keeps_its_first_error_and_drops_its_payload() -> None:
+    row = _rows([(8, 8)])[0]
+    mark_failed(row, "decode", ValueError("bad header"))
+    mark_failed(row, "harmonize", RuntimeError("no model"))
+    assert row["status"] == "error" and row["error"] == "decode: ValueError: bad header"
+    assert row["pixels"] is None and row["out_pixels"] is None and row["header"] is None
+
+
+@pytest.mark.parametrize("changed", ["model", "classifier"])
+def test_the_stages_refuse_a_model_changed_since_planning(
+    histogram_model: str, classifier_model: str, changed: str
+) -> None:
+    from harmonize.classifier.model import load_classifier
+
+    spec = RunSpec(
+        input_uri="in",
+        out_uri="out",
+        method="histogram",
+        model_uri=histogram_model,
+        model_hash=load_model(histogram_model).model_hash,
+        run_id="r",
+        classifier_uri=classifier_model,
+        classifier_hash=load_classifier(classifier_model).model_hash,
     )
+    harmonizer, classifier = load_checked(spec, Storage())
+    assert harmonizer.method == "histogram" and classifier is not None
+    stale = replace(spec, **{f"{changed}_hash": "0" * 16})
+    with pytest.raises(ModelError, match=f'the {changed} at ".*" changed during run r'):
+        load_checked(stale, Storage())

@@ -1,4 +1,5 @@
-"""The per-object stages of a harmonization run, as plain functions (no Ray).
+"""The per-object stages of a harmonization run, as plain functions (no Ray), and the one way
+their model and classifier are loaded.
 
 A run takes each listed object through ``read_and_decode`` → ``harmonize_and_measure``
 (harmonize, classify original and harmonized when a classifier is given, SSIM and histograms) →
@@ -10,116 +11,90 @@ Between stages a row is a dict of manifest columns plus transient payload keys (
 display pixels travel as raw float32 bytes (cheap to move through Ray's object store) and the
 source header as Part-10 bytes without pixel data.
 
-``process_object`` chains the stages in one process; ``harmonize.distributed.stream`` runs the
-same functions as a Ray Data pipeline.
+``process_object`` chains the stages in one process (``harmonize.run.local``); the Ray Data
+executor runs the same functions as a stream. Both load what the stages run with through
+``load_checked``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from harmonize import __version__
 from harmonize.dicom.decode import decode_dicom
 from harmonize.dicom.encode import encode_derived
 from harmonize.dicom.header import header_from_bytes, header_to_bytes
-from harmonize.io.manifest import STATUS_ERROR, STATUS_OK, empty_row
-from harmonize.io.storage import Storage, join
+from harmonize.errors import ModelError
+from harmonize.io.manifest import STATUS_ERROR, STATUS_OK
+from harmonize.io.storage import Storage
 from harmonize.methods.base import Harmonizer
 from harmonize.metrics.histogram import HIST_BINS, intensity_histogram
 from harmonize.metrics.ssim import SSIM_OPTIONS, ssim
+from harmonize.models.registry import LoadedModel, load_model
+from harmonize.run.spec import RunSpec
+
+if TYPE_CHECKING:
+    from harmonize.classifier.model import Classifier
 
 PAYLOAD = ("pixels", "out_pixels", "header")
 
 
 class Scorer(Protocol):
-    """What the score stage needs from a classifier (``harmonize.classifier.Classifier``)."""
+    """What the score stage needs from a classifier (``classifier.model.Classifier``)."""
 
     def score(self, images: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """What every stage of one run needs to know; identical for all objects of the run."""
+def load_models(
+    model_uri: str, storage: Storage, *, method: str, mode: str, classifier_uri: str | None
+) -> tuple[LoadedModel, Classifier | None]:
+    """The model (checked to hold ``method`` and to have ``mode``) and, when asked for, the
+    classifier of a run, read from their URIs."""
+    model = load_model(model_uri, storage, expected_method=method, mode=mode)
+    if classifier_uri is None:
+        return model, None
+    from harmonize.classifier.model import load_classifier
 
-    input_uri: str
-    out_uri: str
-    method: str
-    model_uri: str
-    model_hash: str
-    run_id: str
-    mode: str = "direct"
-    code_version: str = __version__
-    classifier_uri: str | None = None
-    classifier_hash: str | None = None
-
-    @property
-    def pixels_hash(self) -> str:
-        """Identifies everything that decides the output pixels: method, model content, mode.
-        Names the folder of the derived images and seeds their new UIDs."""
-        key = json.dumps([self.method, self.model_hash, self.mode], sort_keys=True)
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-    @property
-    def config_hash(self) -> str:
-        """Identifies everything that decides a manifest row: the pixels and, when scores are
-        asked for, the classifier. Objects already ``ok`` under the same hash are skipped by a
-        re-run (a run that adds a classifier therefore scores every object again)."""
-        if self.classifier_hash is None:
-            return self.pixels_hash
-        key = json.dumps([self.pixels_hash, self.classifier_hash])
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-    def out_uri_for(self, source_uri: str) -> str:
-        """Where the derived image of ``source_uri`` goes: OUT/images/<method>/<pixels>/<rel>."""
-        rel = relative_path(self.input_uri, source_uri)
-        return join(self.out_uri, "images", self.method, self.pixels_hash, rel)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "config_hash": self.config_hash}
+    return model, load_classifier(classifier_uri, storage)
 
 
-def relative_path(prefix: str, uri: str) -> str:
-    """``uri`` relative to ``prefix`` (its file name when it is not under the prefix)."""
-    base = prefix.rstrip("/") + "/"
-    return uri[len(base) :] if uri.startswith(base) else uri.rsplit("/", 1)[-1]
-
-
-def new_row(
-    spec: RunSpec, source_uri: str, etag: str, size: int, site: str | None
-) -> dict[str, Any]:
-    row = empty_row()
-    row.update(
-        source_uri=source_uri,
-        source_etag=etag,
-        source_bytes=size,
-        site=site,
+def load_checked(spec: RunSpec, storage: Storage) -> tuple[Harmonizer, Scorer | None]:
+    """The run's harmonizer (and classifier), checked to be the ones the run planned with (a
+    model rewritten under the same URI mid-run must not mix into one config_hash)."""
+    model, classifier = load_models(
+        spec.model_uri,
+        storage,
         method=spec.method,
         mode=spec.mode,
-        model_uri=spec.model_uri,
-        model_hash=spec.model_hash,
-        config_hash=spec.config_hash,
         classifier_uri=spec.classifier_uri,
-        classifier_hash=spec.classifier_hash,
-        code_version=spec.code_version,
-        run_id=spec.run_id,
-        status=STATUS_OK,
     )
-    return row
+    checks: list[tuple[str, str | None, str, str | None]] = [
+        ("model", spec.model_uri, model.model_hash, spec.model_hash)
+    ]
+    if classifier is not None:
+        checks.append(
+            ("classifier", spec.classifier_uri, classifier.model_hash, spec.classifier_hash)
+        )
+    for what, uri, found, planned in checks:
+        if found != planned:
+            raise ModelError(
+                f'the {what} at "{uri}" changed during run {spec.run_id} '
+                f"(hash {found}, planned {planned}); start a new run"
+            )
+    return model.harmonizer, classifier
 
 
 def mark_failed(row: dict[str, Any], stage: str, err: BaseException) -> dict[str, Any]:
-    """Turn ``row`` into an error row: the stage, the exception and its message; no payload."""
-    row["status"] = STATUS_ERROR
-    row["error"] = f"{stage}: {type(err).__name__}: {err}"
+    """Turn ``row`` into an error row: the stage, the exception and its message; no payload.
+    A row that failed before keeps its first error."""
+    if row.get("status") == STATUS_OK:
+        row["status"] = STATUS_ERROR
+        row["error"] = f"{stage}: {type(err).__name__}: {err}"
     for key in PAYLOAD:
         row[key] = None
     return row

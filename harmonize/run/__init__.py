@@ -1,0 +1,1 @@
+"""A harmonization run: its spec, per-object stages, plan, the local executor and orchestration."""

@@ -1,0 +1,110 @@
+"""Planning a run: list the input objects, skip those already done, start one row per object,
+and join the labels table into finished rows."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from harmonize.errors import ConfigError
+from harmonize.io.archive import list_images
+from harmonize.io.labels import read_labels, site_and_label
+from harmonize.io.manifest import (
+    STATUS_OK,
+    STATUS_SKIPPED,
+    done_objects,
+    empty_row,
+    read_manifest,
+)
+from harmonize.io.storage import Storage
+from harmonize.run.spec import RunOptions, RunSpec, relative_path
+
+Labels = dict[str, tuple[str | None, int | None]]  # image_id -> (site, label)
+
+# The manifest columns every row of a run copies from its spec.
+SPEC_COLUMNS = (
+    "method",
+    "mode",
+    "model_uri",
+    "model_hash",
+    "config_hash",
+    "classifier_uri",
+    "classifier_hash",
+    "code_version",
+    "run_id",
+)
+
+
+def new_run_id() -> str:
+    """UTC time and a random tail, e.g. ``20250101T020000Z-1a2b3c`` (sorts by start time)."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def site_from_path(input_uri: str, uri: str) -> str | None:
+    """The first folder below the input prefix (archives are laid out as <prefix>/<site>/...)."""
+    rel = relative_path(input_uri, uri)
+    return rel.split("/", 1)[0] if "/" in rel else None
+
+
+def new_row(
+    spec: RunSpec, source_uri: str, etag: str, size: int, site: str | None
+) -> dict[str, Any]:
+    """The row one object starts the stages with: the run's columns (method, model, hashes,
+    run id, ...) and the object's, status ``ok`` until a stage fails."""
+    row = empty_row()
+    values = spec.as_dict()
+    row.update({key: values[key] for key in SPEC_COLUMNS})
+    row.update(source_uri=source_uri, source_etag=etag, source_bytes=size, site=site)
+    row["status"] = STATUS_OK
+    return row
+
+
+def plan(
+    spec: RunSpec, storage: Storage, options: RunOptions
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows to process, rows skipped as already done) for every listed input object."""
+    out_prefix = spec.out_uri + "/"
+    objects = [  # OUT may sit inside INPUT
+        o
+        for o in list_images(
+            spec.input_uri,
+            storage,
+            what="input objects",
+            suffixes=options.suffixes,
+            hint=", or pass --suffix '' to take every object",
+        )
+        if not o.uri.startswith(out_prefix)
+    ][: options.limit]
+    if not objects:
+        raise ConfigError(f'no input objects under "{spec.input_uri}" apart from the output')
+    done = done_objects(read_manifest(spec.out_uri, storage), spec.method, spec.config_hash)
+    todo, skipped = [], []
+    for obj in objects:
+        row = new_row(spec, obj.uri, obj.etag, obj.size, site_from_path(spec.input_uri, obj.uri))
+        if (obj.uri, obj.etag) in done:
+            row.update(done[(obj.uri, obj.etag)])
+            row["status"] = STATUS_SKIPPED
+            row["processed_at"] = datetime.now(UTC)
+            skipped.append(row)
+        else:
+            todo.append(row)
+    return todo, skipped
+
+
+def read_run_labels(labels_uri: str | None, storage: Storage) -> Labels:
+    """The labels table at ``labels_uri`` by image id (empty without one)."""
+    return site_and_label(read_labels(labels_uri, storage)) if labels_uri else {}
+
+
+def with_labels(rows: Iterable[dict[str, Any]], labels: Labels) -> Iterator[dict[str, Any]]:
+    """Each row with its labels table entry joined in (site and label; rows not in the table
+    pass unchanged)."""
+    for row in rows:
+        hit = labels.get(row.get("image_id") or "")
+        if hit is not None:
+            site, label = hit
+            row["site"] = site or row.get("site")
+            row["label"] = label
+        yield row

@@ -1,0 +1,136 @@
+"""What a run is: its spec (what decides the output), its options (what does not), its summary
+and the exit codes of `harmonize run`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from harmonize import __version__
+from harmonize.errors import HarmonizeError
+from harmonize.io.archive import DICOM_SUFFIXES
+from harmonize.io.manifest import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
+from harmonize.io.storage import join
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What every stage of one run needs to know; identical for all objects of the run."""
+
+    input_uri: str
+    out_uri: str
+    method: str
+    model_uri: str
+    model_hash: str
+    run_id: str
+    mode: str = "direct"
+    code_version: str = __version__
+    classifier_uri: str | None = None
+    classifier_hash: str | None = None
+
+    @property
+    def pixels_hash(self) -> str:
+        """Identifies everything that decides the output pixels: method, model content, mode.
+        Names the folder of the derived images and seeds their new UIDs."""
+        key = json.dumps([self.method, self.model_hash, self.mode], sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @property
+    def config_hash(self) -> str:
+        """Identifies everything that decides a manifest row: the pixels and, when scores are
+        asked for, the classifier. Objects already ``ok`` under the same hash are skipped by a
+        re-run (a run that adds a classifier therefore scores every object again)."""
+        if self.classifier_hash is None:
+            return self.pixels_hash
+        key = json.dumps([self.pixels_hash, self.classifier_hash])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def out_uri_for(self, source_uri: str) -> str:
+        """Where the derived image of ``source_uri`` goes: OUT/images/<method>/<pixels>/<rel>."""
+        rel = relative_path(self.input_uri, source_uri)
+        return join(self.out_uri, "images", self.method, self.pixels_hash, rel)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "config_hash": self.config_hash}
+
+
+def relative_path(prefix: str, uri: str) -> str:
+    """``uri`` relative to ``prefix`` (its file name when it is not under the prefix)."""
+    base = prefix.rstrip("/") + "/"
+    return uri[len(base) :] if uri.startswith(base) else uri.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run takes, lists and records besides its spec (none of it changes the output
+    pixels; how the stages are executed is the executor's business)."""
+
+    suffixes: tuple[str, ...] = DICOM_SUFFIXES  # () = every object under the input prefix
+    labels_uri: str | None = None
+    run_id: str | None = None
+    progress: bool = True
+    limit: int | None = None  # process at most this many objects (smoke tests)
+
+
+class ExitCode(IntEnum):
+    """The exit status of `harmonize run` (and of the run jobs), as its ``--help`` tells."""
+
+    OK = 0  # every listed object ended ok or skipped
+    INCOMPLETE = 1  # the run could not finish; the manifest holds the parts committed so far
+    USAGE = 2  # bad usage or input, found before any row was written
+    SOME_ERRORS = 3  # every row written, some of them errors, the others done
+    ALL_ERRORS = 4  # every row written, none ok or skipped
+
+
+# From best to worst: of several runs (a nightly job), the worst one's code is the job's.
+_SEVERITY = (
+    ExitCode.OK,
+    ExitCode.SOME_ERRORS,
+    ExitCode.ALL_ERRORS,
+    ExitCode.USAGE,
+    ExitCode.INCOMPLETE,
+)
+
+
+def worst_exit_code(codes: Iterable[ExitCode]) -> ExitCode:
+    """The worst of several runs' codes (``OK`` for none): could not finish, then bad input,
+    then all errors, then some errors."""
+    return max(codes, key=_SEVERITY.index, default=ExitCode.OK)
+
+
+class RunIncomplete(HarmonizeError):
+    """A run that had begun writing rows could not finish (exit code 1); the manifest holds the
+    parts committed so far, and a re-run skips the objects already ``ok``."""
+
+
+@dataclass
+class RunSummary:
+    """How many objects of a run ended in each status, how long it took, and so its exit code."""
+
+    run_id: str
+    manifest_uri: str
+    counts: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.counts[STATUS_OK] + self.counts[STATUS_SKIPPED] == 0:
+            return ExitCode.ALL_ERRORS
+        return ExitCode.SOME_ERRORS if self.counts[STATUS_ERROR] else ExitCode.OK
+
+    def line(self) -> str:
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        rate = self.counts.get("ok", 0) / self.seconds if self.seconds else 0.0
+        return (
+            f"run {self.run_id}: {self.total} objects ({parts}) in {self.seconds:.1f} s "
+            f"({rate:.2f} images/s); manifest: {self.manifest_uri}"
+        )

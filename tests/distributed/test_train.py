@@ -1,0 +1,258 @@
+"""The one Ray Train driver, with 2 CPU workers (DDP over gloo): a GAN's and the classifier's
+checkpoints and saved models, resume across calls, restart after a killed worker, relative paths,
+--gpus checked against the cluster, and the CLI with output on a real S3 server (SeaweedFS)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+import yaml
+
+from harmonize.classifier.model import load_classifier
+from harmonize.cli import main
+from harmonize.distributed.train import gpu_shortfall, train_distributed
+from harmonize.errors import ConfigError
+from harmonize.io.storage import Storage, join
+from harmonize.models.registry import load_model
+from harmonize.training.checkpoint import clear_checkpoints, latest_checkpoint
+from harmonize.training.config import TrainConfig, load_train_config
+from harmonize.training.job import cache_key, classifier_job, gan_job
+
+from conftest import SOURCE, TARGET
+from training_samples import classifier_config, labelled_archive, logged
+
+
+def _settings() -> dict[str, Any]:
+    return {
+        "crop_size": 32,
+        "load_size": 64,
+        "log_every": 2,
+        "checkpoint_every": 2,
+        "validation_images": 2,
+        "model": {"ngf": 8, "n_blocks": 2},
+    }
+
+
+def _config(steps: int) -> TrainConfig:
+    return load_train_config(None, steps=steps, **_settings())
+
+
+def _train(archive: Path, out: str, steps: int, storage: Storage | None = None, **kw: Any) -> Any:
+    job = gan_job(_config(steps), str(archive / SOURCE), str(archive / TARGET))
+    return train_distributed(
+        job, out, workers=2, storage=storage or Storage(), progress=False, **kw
+    )
+
+
+def _logged_steps(out: Path) -> list[int]:
+    return [line["step"] for line in logged(out)]
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return labelled_archive(tmp_path_factory.mktemp("labelled"))
+
+
+@pytest.mark.slow
+def test_two_workers_write_checkpoints_and_a_model_then_resume(
+    ray_session: object, archive: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cyclegan"
+    first = _train(archive, str(out), steps=4)
+    assert (first["start_step"], first["steps"], first["workers"]) == (0, 4, 2)
+    assert first["method"] == "cyclegan" and not first["data_cached"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step-0000002.pt",
+        "step-0000004.pt",
+    ]
+    assert first["model_uri"] == str(out / "harmonizer.json")
+    model = load_model(str(out), expected_method="cyclegan")
+    assert model.card["world_size"] == 2 and model.card["config"]["steps"] == 4
+    assert model.card["validation"] == first["validation"]
+    assert set(first["losses"]) >= {"g_total", "d_a", "d_b"}
+    job = gan_job(_config(4), str(archive / SOURCE), str(archive / TARGET))
+    key = cache_key(job, Storage())
+    assert Path(first["data_uri"]) == out / "cache" / f"training-data-{key}.npz"
+
+    # A second call continues from the step-4 checkpoint and reuses the decoded data.
+    second = _train(archive, str(out), steps=6)
+    assert (second["start_step"], second["steps"]) == (4, 6)
+    assert second["data_cached"] and second["data_uri"] == first["data_uri"]
+    assert _logged_steps(out) == [2, 4, 6]  # one uninterrupted log
+    assert load_model(str(out)).card["config"]["steps"] == 6
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_restarted_and_resumes_from_the_checkpoint(
+    ray_session: object, archive: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cyclegan"
+    killed: list[int] = []
+
+    def kill_a_worker_after_the_first_checkpoint() -> None:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoints" / "step-0000002.pt").exists():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        # Only this test session's own Ray processes (descendants of this process).
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                if proc.cmdline()[:1] == ["ray::RayTrainWorker"]:
+                    proc.kill()
+                    killed.append(proc.pid)
+                    return
+            except psutil.Error:
+                continue
+
+    killer = threading.Thread(target=kill_a_worker_after_the_first_checkpoint, daemon=True)
+    killer.start()
+    summary = _train(archive, str(out), steps=16)
+    killer.join(timeout=5)
+    assert killed, "no Ray Train worker was found to kill"
+    assert summary["steps"] == 16
+    assert 2 <= summary["start_step"] < 16  # the restarted group resumed, not from 0
+    assert _logged_steps(out) == list(range(2, 17, 2))
+    assert load_model(str(out), expected_method="cyclegan").card["config"]["steps"] == 16
+
+
+@pytest.mark.slow
+def test_the_classifier_trains_on_two_workers_into_a_model_that_loads(
+    ray_session: object, labelled: Path, tmp_path: Path
+) -> None:
+    config = classifier_config(steps=4, log_every=2, validate_every=2, checkpoint_every=2, width=4)
+    out = tmp_path / "classifier"
+    job = classifier_job(config, str(labelled / TARGET), str(labelled / "labels.parquet"))
+    summary = train_distributed(job, str(out), workers=2, storage=Storage(), progress=False)
+    assert (summary["steps"], summary["workers"], summary["start_step"]) == (4, 2, 0)
+    assert summary["n_images"]["validation"] == {"no_finding": 1, "finding": 1}
+    assert summary["n_skipped"] == {"unlabelled": 0, "unreadable": 1, "duplicate": 0}
+    classifier = load_classifier(str(out))
+    assert classifier.card["world_size"] == 2
+    assert classifier.card["validation"] == summary["validation"]
+    assert [m["step"] for m in logged(out)] == [2, 4]
+    assert Path(summary["data_uri"]).parent == out / "cache"
+    scores = classifier.score([np.full((70, 64), 0.5, np.float32)])
+    assert 0.0 <= scores[0] <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["cyclegan", "classifier"])
+def test_relative_paths_are_the_drivers_not_the_workers(
+    ray_session: object,
+    archive: Path,
+    labelled: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not the working directory Ray and its workers started in
+    if kind == "cyclegan":
+        inputs = (os.path.relpath(archive / SOURCE), os.path.relpath(archive / TARGET))
+        job, model_file = gan_job(_config(2), *inputs), "harmonizer.json"
+    else:
+        config = classifier_config(steps=2, validate_every=2, checkpoint_every=2, width=4)
+        inputs = (os.path.relpath(labelled / TARGET), os.path.relpath(labelled / "labels.parquet"))
+        job, model_file = classifier_job(config, *inputs), "classifier.json"
+    summary = train_distributed(job, "models/run", workers=1, storage=Storage(), progress=False)
+    out = tmp_path / "models" / "run"
+    assert summary["model_uri"] == str(out / model_file) and (out / model_file).exists()
+    assert (out / "checkpoints" / "step-0000002.pt").exists()
+    assert Path(summary["data_uri"]).parent == out / "cache"
+    assert [m["step"] for m in logged(out)] == [2]
+
+
+@pytest.mark.slow
+def test_more_gpus_than_the_cluster_has_fail_at_once(
+    ray_session: object, archive: Path, tmp_path: Path
+) -> None:
+    job = gan_job(_config(2), str(archive / SOURCE), str(archive / TARGET))
+    with pytest.raises(ConfigError, match=r"--gpus 64 asks for 64 GPUs, the Ray cluster .* has"):
+        train_distributed(job, str(tmp_path / "out"), gpus=64, storage=Storage())
+    assert not (tmp_path / "out").exists()  # nothing decoded, nothing written
+
+
+@pytest.mark.slow
+def test_cli_trains_to_s3(
+    ray_session: object,
+    s3_server: Any,
+    archive: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**_settings(), "steps": 50, "crop_size": 48}))
+    storage = Storage(endpoint_url=s3_server.endpoint_url)
+    out = join(s3_server.create_bucket("train-out"), "cyclegan")
+    main(
+        [
+            "--s3-endpoint", s3_server.endpoint_url,
+            "train", "cyclegan",
+            "--source", str(archive / SOURCE), "--target", str(archive / TARGET),
+            "--out", out, "--config", str(config),
+            "--workers", "2", "--steps", "2", "--crop-size", "32", "--no-progress",
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "trained cyclegan to step 2 on 2 worker(s) (CPU)" in printed
+    assert "g_total" in printed
+    assert f"model: {join(out, 'harmonizer.json')}" in printed
+    assert storage.exists(join(out, "checkpoints", "step-0000002.pt"))
+    assert len(storage.list(join(out, "cache"), suffixes=(".npz",))) == 1
+    # Ray Train's own run files sit under the output prefix too (pyarrow S3 + endpoint).
+    assert storage.list(join(out, "ray-train"))
+    model = load_model(out, storage, expected_method="cyclegan")
+    assert model.card["n_images"] == {"source": 8, "target": 8}
+    assert (model.card["config"]["steps"], model.card["config"]["crop_size"]) == (2, 32)
+    # --no-resume's first move, on S3: the checkpoints go, the model stays.
+    clear_checkpoints(out, storage)
+    assert latest_checkpoint(out, storage) is None
+    assert storage.exists(join(out, "harmonizer.json"))
+
+
+def test_bad_settings_fail_before_ray(archive: Path, tmp_path: Path) -> None:
+    job = gan_job(_config(2), str(archive / SOURCE), str(archive / TARGET))
+    with pytest.raises(ConfigError, match="one worker per GPU"):
+        train_distributed(job, str(tmp_path), gpus=2, workers=3, storage=Storage())
+    (tmp_path / "empty").mkdir()
+    empty = gan_job(_config(2), str(tmp_path / "empty"), str(archive / TARGET))
+    with pytest.raises(ConfigError, match="no source images"):
+        train_distributed(empty, str(tmp_path / "out"), storage=Storage())
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_gpu_check_says_what_the_cluster_has() -> None:
+    assert gpu_shortfall(2, {"CPU": 2.0}, "at http://head:8265") == (
+        "--gpus 2 asks for 2 GPUs, the Ray cluster at http://head:8265 has 0 (CPUs: 2)"
+    )
+    assert (
+        gpu_shortfall(1, {"CPU": 8.0}, "x")
+        == "--gpus 1 asks for 1 GPU, the Ray cluster x has 0 (CPUs: 8)"
+    )
+    assert gpu_shortfall(4, {"CPU": 8.0, "GPU": 4.0}, "x") is None  # enough
+
+
+def test_cli_exits_2_with_a_clear_message_for_a_missing_labels_file(
+    labelled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "train", "classifier",
+                "--archive", str(labelled / TARGET),
+                "--labels", str(tmp_path / "labels.parquet"),
+                "--out", str(tmp_path / "out"), "--no-progress",
+            ]
+        )  # fmt: skip
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("harmonize: error: cannot read the labels table")
+    assert "labels.parquet that `harmonize synth` writes" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,58 @@
+"""A run's spec (what decides pixels and rows), its summary's exit code, and the worst of
+several runs' codes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from harmonize.run.spec import ExitCode, RunSpec, RunSummary, worst_exit_code
+
+
+def test_adding_a_classifier_changes_the_skip_key_but_not_the_image_folder() -> None:
+    plain = RunSpec("in", "out", "histogram", "m", "abc", "run-1")
+    scored = RunSpec("in", "out", "histogram", "m", "abc", "run-1", "direct", "v", "clf", "h1")
+    other = RunSpec("in", "out", "histogram", "m", "abc", "run-1", "direct", "v", "clf", "h2")
+    assert plain.config_hash == plain.pixels_hash  # old manifests keep their keys
+    assert len({plain.config_hash, scored.config_hash, other.config_hash}) == 3
+    assert (
+        plain.out_uri_for("in/a.dcm")
+        == scored.out_uri_for("in/a.dcm")
+        == other.out_uri_for("in/a.dcm")
+    )
+
+
+def test_derived_images_keep_their_path_below_the_input_prefix() -> None:
+    spec = RunSpec("s3://b/in", "s3://b/out", "nyul", "m", "abc", "run-1")
+    folder = f"s3://b/out/images/nyul/{spec.pixels_hash}"
+    assert spec.out_uri_for("s3://b/in/site/x/a.dcm") == f"{folder}/site/x/a.dcm"
+    assert spec.out_uri_for("s3://elsewhere/b.dcm") == f"{folder}/b.dcm"  # never outside OUT
+    assert RunSpec("s3://b/in", "o", "nyul", "m", "abc", "run-2").pixels_hash == spec.pixels_hash
+
+
+@pytest.mark.parametrize(
+    ("counts", "code"),
+    [
+        ({"ok": 3}, ExitCode.OK),
+        ({"ok": 1, "skipped": 2}, ExitCode.OK),
+        ({"skipped": 3}, ExitCode.OK),
+        ({"ok": 2, "error": 1}, ExitCode.SOME_ERRORS),
+        ({"skipped": 2, "error": 1}, ExitCode.SOME_ERRORS),
+        ({"error": 3}, ExitCode.ALL_ERRORS),
+    ],
+)
+def test_a_summary_knows_its_exit_code(counts: dict[str, int], code: ExitCode) -> None:
+    summary = RunSummary("r", "out/manifest/run=r", Counter(counts), seconds=1.0)
+    assert summary.exit_code == code
+    assert summary.line().startswith(f"run r: {sum(counts.values())} objects (")
+
+
+def test_the_worst_run_decides_a_jobs_exit_code() -> None:
+    ok, some, every = ExitCode.OK, ExitCode.SOME_ERRORS, ExitCode.ALL_ERRORS
+    assert worst_exit_code([]) == ok
+    assert worst_exit_code([ok, some, ok]) == some
+    assert worst_exit_code([some, every]) == every
+    assert worst_exit_code([every, ExitCode.USAGE, some]) == ExitCode.USAGE
+    assert worst_exit_code([ExitCode.USAGE, ExitCode.INCOMPLETE, ok]) == ExitCode.INCOMPLETE
+    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 4]
