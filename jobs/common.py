@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from harmonize.cli.common import URI
 from harmonize.errors import ConfigError, HarmonizeError
 from harmonize.io.storage import Storage, join
 from harmonize.validate import (
@@ -28,6 +29,19 @@ from harmonize.validate import (
 )
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def config_option(example: str, help: str, kind: click.ParamType = URI) -> Any:
+    """--config of a job script, by default the example ``jobs/configs/<example>``; a relative
+    path is made absolute at once, like every local path of `harmonize`."""
+    default = str(CONFIGS / example)
+    return click.option(
+        "--config", "config_uri", type=kind, default=default, show_default=True, help=help
+    )
+
+
+#: --config of the scripts that read a job YAML (run, report, nightly).
+job_config_option = config_option("nightly.yaml", "The job YAML, a local path or s3:// URI.")
 
 
 def job_storage() -> Storage:

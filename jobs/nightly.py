@@ -13,13 +13,13 @@ from __future__ import annotations
 import time
 
 import click
-from common import CONFIGS, job_storage, load_job, run_command
+from common import job_config_option, job_storage, load_job, run_command
 from report import report_runs
 from run import exit_with_worst, run_methods
 
 
 @click.command(name="nightly")
-@click.option("--config", "config_uri", default=str(CONFIGS / "nightly.yaml"), show_default=True)
+@job_config_option
 def main(config_uri: str) -> None:
     """Run every configured method over the archive, then write the report."""
     started = time.perf_counter()

@@ -6,7 +6,7 @@ python jobs/report.py --config jobs/configs/nightly.yaml
 from __future__ import annotations
 
 import click
-from common import CONFIGS, Echo, JobConfig, job_storage, load_job, run_command
+from common import Echo, JobConfig, job_config_option, job_storage, load_job, run_command
 
 from harmonize.io.storage import Storage, join
 
@@ -22,7 +22,7 @@ def report_runs(job: JobConfig, storage: Storage, echo: Echo = print) -> str:
 
 
 @click.command(name="report")
-@click.option("--config", "config_uri", default=str(CONFIGS / "nightly.yaml"), show_default=True)
+@job_config_option
 def main(config_uri: str) -> None:
     """Tables and figures over the job's runs."""
     storage = job_storage()

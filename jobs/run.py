@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
-from common import CONFIGS, Echo, JobConfig, job_storage, load_job, run_command
+from common import Echo, JobConfig, job_config_option, job_storage, load_job, run_command
 
 from harmonize.errors import HarmonizeError
 from harmonize.io.storage import Storage
@@ -49,20 +49,19 @@ def run_methods(
     if settings.suffixes is not None:
         options = replace(options, suffixes=settings.suffixes)
     assert job.archive is not None  # load_job checked it
+    every_run = {"input_uri": job.archive, "executor": executor, "storage": storage}
     codes: dict[str, ExitCode] = {}
     for run in job.methods:
         if only and run.name not in only:
             continue
         try:
             summary = run_harmonization(
-                input_uri=job.archive,
                 out_uri=job.run_dir(run),
                 method=run.method,
                 model_uri=run.model,
-                executor=executor,
                 mode=run.mode,
-                storage=storage,
                 options=options,
+                **every_run,
             )
             echo(f"{run.name}: {summary.line()}")
             codes[run.name] = summary.exit_code
@@ -86,7 +85,7 @@ def exit_with_worst(codes: dict[str, ExitCode], echo: Echo = print) -> None:
 
 
 @click.command(name="run")
-@click.option("--config", "config_uri", default=str(CONFIGS / "nightly.yaml"), show_default=True)
+@job_config_option
 @click.option("--only", multiple=True, help="Run only this methods: entry (repeat).")
 def main(config_uri: str, only: tuple[str, ...]) -> None:
     """Harmonize the job's archive with each configured method."""

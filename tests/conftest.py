@@ -1,6 +1,7 @@
 """Shared fixtures: a real S3 server (SeaweedFS on 127.0.0.1), a local Ray session, small
 synthetic two-site archives and the models fitted or trained on them, built once per test
-session, and ``run_archive``, the tests' one way to harmonize an archive."""
+session, ``run_archive``, the tests' one way to harmonize an archive, and ``run_cli``, their one
+way to call the `harmonize` command line in-process."""
 
 from __future__ import annotations
 
@@ -193,3 +194,14 @@ def run_archive(
         storage=storage or Storage(),
         options=RunOptions(progress=False, **options),
     )
+
+
+def run_cli(*args: str) -> int:
+    """The exit status of `harmonize ARGS` run in this process (output goes to capsys)."""
+    from harmonize.cli.main import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

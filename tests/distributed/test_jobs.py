@@ -12,22 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from harmonize.cli import main
 from harmonize.distributed import jobs
 from harmonize.errors import ConfigError, HarmonizeError
 from harmonize.models.registry import load_model
 
-from conftest import TARGET
+from conftest import TARGET, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _cli(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _free_port() -> int:
@@ -82,14 +73,14 @@ def test_bad_address_exits_2_with_a_reason(capsys: pytest.CaptureFixture[str]) -
         ["submit", "report", "m", "--out", "r", "--address", f"127.0.0.1:{port}"],
         ["submit", "logs", "some-job", "--address", "ray://127.0.0.1:10001"],
     ):
-        assert _cli(*args) == 2
+        assert run_cli(*args) == 2
         err = capsys.readouterr().err
         assert err.startswith("harmonize: error: ") and len(err.strip().splitlines()) == 1
         assert "cannot reach the Ray Jobs API" in err or "Ray Client address" in err
 
 
 def test_submit_gpus_is_rejected_for_report(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _cli("submit", "report", "m", "--out", "r", "--gpus", "1") == 2
+    assert run_cli("submit", "report", "m", "--out", "r", "--gpus", "1") == 2
     assert "report uses no GPU" in capsys.readouterr().err
 
 
@@ -107,9 +98,9 @@ def test_submit_passes_gpus_and_s3_settings_through(
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
     train = ["cyclegan", "--source", "s3://a/mc", "--target", "s3://a/sz", "--out", "s3://m/x"]
-    assert _cli("--s3-endpoint", "http://s3:9000", "submit", "train", *train, "--gpus", "8") == 0
-    assert _cli("submit", "run", "--method", "histogram", "--gpus", "4", "--no-aws-env") == 0
-    assert _cli("submit", "run", "--actors", "2", "--gpus", "4") == 2
+    assert run_cli("--s3-endpoint", "http://s3:9000", "submit", "train", *train, "--gpus", "8") == 0
+    assert run_cli("submit", "run", "--method", "histogram", "--gpus", "4", "--no-aws-env") == 0
+    assert run_cli("submit", "run", "--actors", "2", "--gpus", "4") == 2
     assert submitted[0] == (
         "train",
         [*train, "--gpus", "8"],
@@ -127,7 +118,7 @@ def test_submit_follow_to_success_writes_the_model(
 ) -> None:
     out = tmp_path / "model"
     args = ["train", "histogram", "--target", str(archive / TARGET), "--out", str(out)]
-    code = _cli("submit", *args, "--no-progress", "--address", ray_head, "--follow")
+    code = run_cli("submit", *args, "--no-progress", "--address", ray_head, "--follow")
     printed = capsys.readouterr().out
     assert code == 0, printed
     job_id = printed.split("submitted job ", 1)[1].split()[0]
@@ -136,11 +127,11 @@ def test_submit_follow_to_success_writes_the_model(
     assert f"job {job_id} SUCCEEDED" in printed
     assert load_model(str(out), expected_method="histogram").card["n_images"] == 8
 
-    assert _cli("submit", "status", job_id, "--address", ray_head) == 0
+    assert run_cli("submit", "status", job_id, "--address", ray_head) == 0
     assert f"{job_id}: SUCCEEDED" in capsys.readouterr().out
-    assert _cli("submit", "logs", job_id, "--address", ray_head) == 0
+    assert run_cli("submit", "logs", job_id, "--address", ray_head) == 0
     assert "fitted histogram on 8 target images" in capsys.readouterr().out
-    assert _cli("submit", "stop", job_id, "--address", ray_head) == 0
+    assert run_cli("submit", "stop", job_id, "--address", ray_head) == 0
     assert "had already finished: SUCCEEDED" in capsys.readouterr().out
 
 
@@ -149,7 +140,7 @@ def test_failed_job_exits_1_with_its_reason(
     ray_head: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "no-such-archive"
-    code = _cli(
+    code = run_cli(
         "submit", "train", "histogram", "--target", str(missing), "--out", str(tmp_path / "m"),
         "--address", ray_head, "--follow",
     )  # fmt: skip
@@ -188,11 +179,11 @@ def test_working_dir_ships_the_local_package(
     shutil.copytree(
         REPO / "harmonize", shipped / "harmonize", ignore=shutil.ignore_patterns("__pycache__")
     )
-    cli = shipped / "harmonize" / "cli.py"
+    cli = shipped / "harmonize" / "cli" / "report.py"
     cli.write_text(cli.read_text().replace("Tables and figures from", "SHIPPED COPY: tables from"))
     (shipped / ".venv").mkdir()  # excluded from the upload
     (shipped / ".venv" / "big.bin").write_bytes(b"x" * 2**20)
-    code = _cli(
+    code = run_cli(
         "submit", "report", "--address", ray_head, "--working-dir", str(shipped), "--follow",
         "--", "--help",  # after --, even --help goes to the job's command
     )  # fmt: skip

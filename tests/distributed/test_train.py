@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from harmonize.classifier.model import load_classifier
-from harmonize.cli import main
 from harmonize.distributed.train import gpu_shortfall, train_distributed
 from harmonize.errors import ConfigError
 from harmonize.io.storage import Storage, join
@@ -25,7 +24,7 @@ from harmonize.training.checkpoint import clear_checkpoints, latest_checkpoint
 from harmonize.training.config import TrainConfig, load_train_config
 from harmonize.training.job import cache_key, classifier_job, gan_job
 
-from conftest import SOURCE, TARGET
+from conftest import SOURCE, TARGET, run_cli
 from training_samples import classifier_config, labelled_archive, logged
 
 
@@ -191,15 +190,14 @@ def test_cli_trains_to_s3(
     config.write_text(yaml.safe_dump({**_settings(), "steps": 50, "crop_size": 48}))
     storage = Storage(endpoint_url=s3_server.endpoint_url)
     out = join(s3_server.create_bucket("train-out"), "cyclegan")
-    main(
-        [
-            "--s3-endpoint", s3_server.endpoint_url,
-            "train", "cyclegan",
-            "--source", str(archive / SOURCE), "--target", str(archive / TARGET),
-            "--out", out, "--config", str(config),
-            "--workers", "2", "--steps", "2", "--crop-size", "32", "--no-progress",
-        ]
+    code = run_cli(
+        "--s3-endpoint", s3_server.endpoint_url,
+        "train", "cyclegan",
+        "--source", str(archive / SOURCE), "--target", str(archive / TARGET),
+        "--out", out, "--config", str(config),
+        "--workers", "2", "--steps", "2", "--crop-size", "32", "--no-progress",
     )  # fmt: skip
+    assert code == 0
     printed = capsys.readouterr().out
     assert "trained cyclegan to step 2 on 2 worker(s) (CPU)" in printed
     assert "g_total" in printed
@@ -242,16 +240,13 @@ def test_the_gpu_check_says_what_the_cluster_has() -> None:
 def test_cli_exits_2_with_a_clear_message_for_a_missing_labels_file(
     labelled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(
-            [
-                "train", "classifier",
-                "--archive", str(labelled / TARGET),
-                "--labels", str(tmp_path / "labels.parquet"),
-                "--out", str(tmp_path / "out"), "--no-progress",
-            ]
-        )  # fmt: skip
-    assert exit_info.value.code == 2
+    code = run_cli(
+        "train", "classifier",
+        "--archive", str(labelled / TARGET),
+        "--labels", str(tmp_path / "labels.parquet"),
+        "--out", str(tmp_path / "out"), "--no-progress",
+    )  # fmt: skip
+    assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("harmonize: error: cannot read the labels table")
     assert "labels.parquet that `harmonize synth` writes" in err and "\n" not in err

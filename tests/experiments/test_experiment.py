@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harmonize.distributed.stream import make_executor
-from harmonize.experiment import ExperimentConfig, run_experiment
+from harmonize.experiments.config import ExperimentConfig
+from harmonize.experiments.experiment import run_experiment
 from harmonize.io.manifest import read_manifest
 from harmonize.io.storage import Storage
 

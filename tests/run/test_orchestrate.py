@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from harmonize.cli import main
 from harmonize.errors import ConfigError
 from harmonize.io.manifest import read_manifest
 from harmonize.run.local import LocalExecutor
 from harmonize.run.spec import ExitCode, RunIncomplete
 
-from conftest import SOURCE, run_archive
+from conftest import SOURCE, run_archive, run_cli
 
 
 def _manifest(out: Path | str) -> pd.DataFrame:
@@ -33,16 +31,8 @@ def _rows_of(out: Path, run_id: str) -> pd.DataFrame:
     return df[df.run_id == run_id]
 
 
-def _cli(*args: str) -> int:
-    """The exit status of `harmonize ARGS` (``main`` returns for 0 and exits otherwise)."""
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-        sys.exit(0)
-    return int(done.value.code or 0)
-
-
 def _cli_run(inp: Path, model: str, out: Path) -> int:
-    return _cli(
+    return run_cli(
         "run", "--method", "histogram", "--model", model, "--input", str(inp), "--out", str(out),
         "--executor", "local", "--no-progress",
     )  # fmt: skip
@@ -125,7 +115,7 @@ def test_run_exits_with_its_code_after_writing_every_row(
 
 
 def test_run_help_documents_every_exit_code(capsys) -> None:
-    assert _cli("run", "--help") == 0
+    assert run_cli("run", "--help") == 0
     text = capsys.readouterr().out
     assert "Exit status:" in text
     for code in ExitCode:

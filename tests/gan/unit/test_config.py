@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harmonize.errors import ConfigError
+from harmonize.experiments.packaged import config_path
 from harmonize.gan.unit.config import LOSS_WEIGHTS, UNITConfig
 from harmonize.training.config import TrainConfig, load_train_config
 
@@ -36,6 +37,6 @@ def test_published_yaml_holds_the_defaults_and_the_quick_yaml_is_valid() -> None
     published = load_train_config(str(configs / "unit.yaml"))
     assert published.method == "unit"
     assert UNITConfig.from_dict(published.model) == UNITConfig()
-    quick = load_train_config(str(configs / "unit-cpu-quick.yaml"))
+    quick = load_train_config(config_path("unit-cpu-quick"))  # packaged
     assert quick.method == "unit" and quick.crop_size == 128
     UNITConfig.from_dict(quick.model)  # raises on a bad setting

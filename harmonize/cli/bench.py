@@ -1,0 +1,93 @@
+"""`harmonize bench ssim|run|train`: benchmarks that print ratios measured side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from harmonize.cli.common import METHOD_CHOICE, URI, LocalPath, PositiveInts
+from harmonize.models.registry import METHODS, NEURAL
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks that print ratios measured side by side in one run."""
+
+
+@bench.command(name="ssim")
+@click.option(
+    "--sizes",
+    type=PositiveInts(),
+    default="512,1024,2048",
+    help="Image sides (px), comma-separated.",
+)
+@click.option("--n-images", type=click.IntRange(1), default=8, help="Images per size.")
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=3,
+    help="Timed runs after a warm-up (the median counts).",
+)
+def bench_ssim(sizes: tuple[int, ...], n_images: int, repeats: int) -> None:
+    """Our batched torch SSIM against scikit-image on the same images."""
+    from harmonize.benchmarks.ssim import run_ssim_benchmark
+
+    run_ssim_benchmark(sizes=sizes, n_images=n_images, repeats=repeats, echo=click.echo)
+
+
+@bench.command(name="run")
+@click.option(
+    "--method",
+    type=METHOD_CHOICE,
+    default="histogram",
+    help="Classical: stream vs sequential loop + memory; neural: curve vs direct.",
+)
+@click.option("--model", "model_uri", type=URI, help="Neural: its model [default: untrained].")
+@click.option("--n-images", type=click.IntRange(2), help="Images [default: 32; neural: 8].")
+@click.option("--matrix", type=click.IntRange(64), default=2048, help="Image size in pixels.")
+@click.option(
+    "--workdir",
+    type=LocalPath(file_okay=False),
+    help="Where to build the archives [default: a temporary folder].",
+)
+def bench_run(
+    method: str, model_uri: str | None, n_images: int | None, matrix: int, workdir: str | None
+) -> None:
+    """Throughput of the streaming run: against a sequential loop on the same archive with
+    peak memory for that archive and one 4x larger (classical methods), or curve against direct
+    mode at full resolution (neural methods)."""
+    from harmonize.benchmarks.run import run_mode_benchmark, run_run_benchmark
+    from harmonize.distributed.stream import make_executor
+
+    common: dict[str, Any] = {
+        "method": method,
+        "matrix": matrix,
+        "workdir": workdir,
+        "echo": click.echo,
+    }
+    if METHODS[method].kind == NEURAL:
+        run_mode_benchmark(make_executor, model_uri=model_uri, n_images=n_images or 8, **common)
+    else:
+        run_run_benchmark(make_executor, n_images=n_images or 32, **common)
+
+
+@bench.command(name="train")
+@click.option("--crop-size", type=click.IntRange(16), help="Crop [default: GPU 256, CPU 128].")
+@click.option("--batch-size", type=click.IntRange(1), help="Tuned batch [default: GPU 8, CPU 4].")
+@click.option("--steps", type=click.IntRange(1), default=5, help="Timed steps per configuration.")
+@click.option(
+    "--compile/--no-compile",
+    default=None,
+    help="torch.compile in the tuned configuration [default: on a GPU only].",
+)
+def bench_train(
+    crop_size: int | None, batch_size: int | None, steps: int, compile: bool | None
+) -> None:
+    """CycleGAN training throughput: the tuned configuration against the reference recipe
+    (same architecture, batch 1, fp32, eager), in one process."""
+    from harmonize.benchmarks.train import run_train_benchmark
+
+    run_train_benchmark(
+        crop_size=crop_size, batch_size=batch_size, steps=steps, compile=compile, echo=click.echo
+    )

@@ -1,0 +1,1 @@
+"""The benchmark experiment, the demo, and the configs that ship inside the package."""
