@@ -18,14 +18,19 @@ $(BIN)/harmonize: pyproject.toml
 
 setup: $(BIN)/harmonize
 
+# DEMO_FLAGS: options for `harmonize demo` (sizes: --n-per-site, --matrix).
+DEMO_FLAGS ?=
 demo: setup
-	$(BIN)/harmonize demo demo-out
+	$(BIN)/harmonize demo demo-out $(DEMO_FLAGS)
 
+# Two workers (pytest-xdist) on the two cores CI has; TEST_WORKERS=1 runs the tests one by one.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: setup
-	$(BIN)/ruff check harmonize tests
+	$(BIN)/ruff check harmonize tests jobs
+	$(BIN)/ruff format --check harmonize tests jobs
 	$(BIN)/mypy harmonize
 
 clean:

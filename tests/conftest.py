@@ -24,8 +24,15 @@ for _key, _value in {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
 }.items():
     os.environ.setdefault(_key, _value)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: each of them, and every process it starts (Ray
+    # workers, commands), computes on one thread instead of oversubscribing the cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TARGET, SOURCE = "shenzhen-like", "mc-like"
+#: Modules that run longest, collected first so that pytest-xdist's work stealing never leaves
+#: one of them to start last (the rest of the order is pytest's).
+LONGEST_FIRST = ("test_readme.py", "distributed/test_train.py")
 REAL_PNG_DIR = Path(__file__).resolve().parent / "data" / "cxr-real"  # bundled subset
 
 
@@ -205,3 +212,11 @@ def run_cli(*args: str) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.as_posix()
+        return next((i for i, end in enumerate(LONGEST_FIRST) if path.endswith(end)), 99)
+
+    items.sort(key=rank)  # stable: modules stay together, in pytest's order

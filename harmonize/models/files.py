@@ -139,6 +139,19 @@ def write_model(
     return target
 
 
+def write_network(
+    out_uri: str,
+    method: str,
+    model_config: Mapping[str, Any],
+    weights: Mapping[str, torch.Tensor],
+    **options: Any,
+) -> str:
+    """``write_model`` for a network: its state is the ``model_config`` that rebuilds it, and
+    its weights; ``options`` are ``write_model``'s ``card``, ``storage`` and ``file_name``."""
+    state = {"model_config": dict(model_config)}
+    return write_model(out_uri, method=method, state=state, weights=weights, **options)
+
+
 def _folder_of(uri: str, file_name: str) -> str:
     return uri[: -len(file_name)].rstrip("/") if uri.endswith(file_name) else uri.rstrip("/")
 

@@ -3,7 +3,7 @@ and ``train``.
 
 The task samples unpaired crops from ``TrainingData``, steps the recipe (``train_step``), saves
 the recipe's whole state in every checkpoint, and at the end saves the source->target generator
-with a model card through ``models.files.write_model``; the card's validation runs the saved
+with a model card through ``models.files.write_network``; the card's validation runs the saved
 generator through ``NeuralHarmonizer`` in every mode ``harmonize run`` applies.
 
 Example::
@@ -25,7 +25,7 @@ from torch import nn
 from harmonize.errors import ConfigError
 from harmonize.io.storage import Storage
 from harmonize.methods.neural import NeuralHarmonizer
-from harmonize.models.files import write_model
+from harmonize.models.files import write_network
 from harmonize.models.registry import gan_parts
 from harmonize.training.checkpoint import check_resumable
 from harmonize.training.config import TrainConfig
@@ -143,13 +143,8 @@ class GanTask:
             "validation": validation,
             "target_histogram": [float(v) for v in target_histogram],
         }
-        model_uri = write_model(
-            out_uri,
-            method=method,
-            state={"model_config": model_config},
-            weights=weights,
-            card=card,
-            storage=storage,
+        model_uri = write_network(
+            out_uri, method, model_config, weights, card=card, storage=storage
         )
         return model_uri, validation
 

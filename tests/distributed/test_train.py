@@ -43,10 +43,15 @@ def _config(steps: int) -> TrainConfig:
     return load_train_config(None, steps=steps, **_settings())
 
 
+def _job(archive: Path, steps: int) -> Any:
+    """The GAN job on ``archive``'s two sites, given as paths relative to the working directory."""
+    inputs = (os.path.relpath(archive / SOURCE), os.path.relpath(archive / TARGET))
+    return gan_job(_config(steps), *inputs)
+
+
 def _train(archive: Path, out: str, steps: int, storage: Storage | None = None, **kw: Any) -> Any:
-    job = gan_job(_config(steps), str(archive / SOURCE), str(archive / TARGET))
     return train_distributed(
-        job, out, workers=2, storage=storage or Storage(), progress=False, **kw
+        _job(archive, steps), out, workers=2, storage=storage or Storage(), progress=False, **kw
     )
 
 
@@ -61,10 +66,13 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_two_workers_write_checkpoints_and_a_model_then_resume(
-    ray_session: object, archive: Path, tmp_path: Path
+    ray_session: object, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Relative paths (inputs and output) are the driver's: Ray Train's workers run in
+    folders of their own."""
+    monkeypatch.chdir(tmp_path)  # not the working directory Ray and its workers started in
     out = tmp_path / "cyclegan"
-    first = _train(archive, str(out), steps=4)
+    first = _train(archive, "cyclegan", steps=4)
     assert (first["start_step"], first["steps"], first["workers"]) == (0, 4, 2)
     assert first["method"] == "cyclegan" and not first["data_cached"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
@@ -76,12 +84,11 @@ def test_two_workers_write_checkpoints_and_a_model_then_resume(
     assert model.card["world_size"] == 2 and model.card["config"]["steps"] == 4
     assert model.card["validation"] == first["validation"]
     assert set(first["losses"]) >= {"g_total", "d_a", "d_b"}
-    job = gan_job(_config(4), str(archive / SOURCE), str(archive / TARGET))
-    key = cache_key(job, Storage())
+    key = cache_key(_job(archive, 4), Storage())
     assert Path(first["data_uri"]) == out / "cache" / f"training-data-{key}.npz"
 
     # A second call continues from the step-4 checkpoint and reuses the decoded data.
-    second = _train(archive, str(out), steps=6)
+    second = _train(archive, "cyclegan", steps=6)
     assert (second["start_step"], second["steps"]) == (4, 6)
     assert second["data_cached"] and second["data_uri"] == first["data_uri"]
     assert _logged_steps(out) == [2, 4, 6]  # one uninterrupted log
@@ -124,12 +131,14 @@ def test_a_killed_worker_is_restarted_and_resumes_from_the_checkpoint(
 
 @pytest.mark.slow
 def test_the_classifier_trains_on_two_workers_into_a_model_that_loads(
-    ray_session: object, labelled: Path, tmp_path: Path
+    ray_session: object, labelled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # relative paths are the driver's, as for the GAN above
     config = classifier_config(steps=4, log_every=2, validate_every=2, checkpoint_every=2, width=4)
     out = tmp_path / "classifier"
-    job = classifier_job(config, str(labelled / TARGET), str(labelled / "labels.parquet"))
-    summary = train_distributed(job, str(out), workers=2, storage=Storage(), progress=False)
+    inputs = (os.path.relpath(labelled / TARGET), os.path.relpath(labelled / "labels.parquet"))
+    job = classifier_job(config, *inputs)
+    summary = train_distributed(job, "classifier", workers=2, storage=Storage(), progress=False)
     assert (summary["steps"], summary["workers"], summary["start_step"]) == (4, 2, 0)
     assert summary["n_images"]["validation"] == {"no_finding": 1, "finding": 1}
     assert summary["n_skipped"] == {"unlabelled": 0, "unreadable": 1, "duplicate": 0}
@@ -140,32 +149,6 @@ def test_the_classifier_trains_on_two_workers_into_a_model_that_loads(
     assert Path(summary["data_uri"]).parent == out / "cache"
     scores = classifier.score([np.full((70, 64), 0.5, np.float32)])
     assert 0.0 <= scores[0] <= 1.0
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["cyclegan", "classifier"])
-def test_relative_paths_are_the_drivers_not_the_workers(
-    ray_session: object,
-    archive: Path,
-    labelled: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    kind: str,
-) -> None:
-    monkeypatch.chdir(tmp_path)  # not the working directory Ray and its workers started in
-    if kind == "cyclegan":
-        inputs = (os.path.relpath(archive / SOURCE), os.path.relpath(archive / TARGET))
-        job, model_file = gan_job(_config(2), *inputs), "harmonizer.json"
-    else:
-        config = classifier_config(steps=2, validate_every=2, checkpoint_every=2, width=4)
-        inputs = (os.path.relpath(labelled / TARGET), os.path.relpath(labelled / "labels.parquet"))
-        job, model_file = classifier_job(config, *inputs), "classifier.json"
-    summary = train_distributed(job, "models/run", workers=1, storage=Storage(), progress=False)
-    out = tmp_path / "models" / "run"
-    assert summary["model_uri"] == str(out / model_file) and (out / model_file).exists()
-    assert (out / "checkpoints" / "step-0000002.pt").exists()
-    assert Path(summary["data_uri"]).parent == out / "cache"
-    assert [m["step"] for m in logged(out)] == [2]
 
 
 @pytest.mark.slow
