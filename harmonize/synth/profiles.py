@@ -53,7 +53,19 @@ PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
 
 # -- response curves: log-exposure (attenuation) -> display brightness in [0, 1] ----------------
 @dataclass(frozen=True)
-class GammaResponse:
+class _Curve:
+    """A response curve's parameters, each checked against its ``bounds`` (name: (low, high))."""
+
+    kind: ClassVar[str]
+    bounds: ClassVar[dict[str, tuple[float, float]]]
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in self.bounds.items():
+            check_number(f"{self.kind} response", name, getattr(self, name), low=low, high=high)
+
+
+@dataclass(frozen=True)
+class GammaResponse(_Curve):
     """``v = 1 - exposure**gamma = 1 - exp(-gamma * A)``: a power-law detector read out inverted.
 
     Small ``gamma`` gives a bright, flat image (lungs mid-grey); large ``gamma`` saturates early.
@@ -61,25 +73,23 @@ class GammaResponse:
 
     gamma: float = 0.5
     kind: ClassVar[str] = "gamma"
-
-    def __post_init__(self) -> None:
-        check_number("gamma response", "gamma", self.gamma, low=0.01, high=10)
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {"gamma": (0.01, 10)}
 
     def __call__(self, attenuation: FloatArray) -> FloatArray:
         return 1.0 - np.exp(np.float32(-self.gamma) * attenuation)
 
 
 @dataclass(frozen=True)
-class LogResponse:
+class LogResponse(_Curve):
     """``v = (A - low) / (high - low)``, clipped: linear in log-exposure (classic CR read-out)."""
 
     low: float = 0.0
     high: float = 6.0
     kind: ClassVar[str] = "log"
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {"low": (-5, 20), "high": (-5, 20)}
 
     def __post_init__(self) -> None:
-        check_number("log response", "low", self.low, low=-5, high=20)
-        check_number("log response", "high", self.high, low=-5, high=20)
+        super().__post_init__()
         if self.high <= self.low:
             raise FieldError(
                 f"log response high ({self.high}) must be greater than low ({self.low})", "high"
@@ -91,16 +101,13 @@ class LogResponse:
 
 
 @dataclass(frozen=True)
-class SigmoidResponse:
+class SigmoidResponse(_Curve):
     """``v = 1 / (1 + exp(-(A - center) / slope))``: a film-like S curve, high mid-contrast."""
 
     center: float = 2.7
     slope: float = 0.6
     kind: ClassVar[str] = "sigmoid"
-
-    def __post_init__(self) -> None:
-        check_number("sigmoid response", "center", self.center, low=-5, high=20)
-        check_number("sigmoid response", "slope", self.slope, low=0.01, high=20)
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {"center": (-5, 20), "slope": (0.01, 20)}
 
     def __call__(self, attenuation: FloatArray) -> FloatArray:
         # 1 / (1 + exp(-z)) written with tanh: one transcendental, no overflow.
