@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from harmonize.errors import ConfigError
 
@@ -121,6 +121,24 @@ def check_text(owner: str, name: str, value: Any) -> str:
 def set_field(instance: object, name: str, value: Any) -> None:
     """Store a normalised value on a frozen dataclass from its ``__post_init__``."""
     object.__setattr__(instance, name, value)
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """A frozen dataclass whose number fields are declared with their ranges: ``bounds`` maps a
+    field's name to its (low, high); each is checked and stored as a float on construction,
+    errors naming ``what()`` (the class's ``kind``) and the field."""
+
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {}
+
+    def what(self) -> str:
+        return str(getattr(self, "kind", type(self).__name__))
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in self.bounds.items():
+            set_field(
+                self, name, check_number(self.what(), name, getattr(self, name), low=low, high=high)
+            )
 
 
 # -- mappings -> dataclasses -----------------------------------------------------------------------

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from harmonize.errors import ConfigError
 from harmonize.validate import (
+    Bounded,
     FieldError,
     check_bool,
     check_choice,
@@ -103,3 +104,16 @@ def test_errors_are_one_line_naming_file_line_and_key(tmp_path, text, message) -
 def test_a_missing_file_says_so(tmp_path) -> None:
     with pytest.raises(ConfigError, match='cannot read ".*nope.yaml"'):
         read_yaml(tmp_path / "nope.yaml")
+
+
+@dataclass(frozen=True)
+class Blur(Bounded):
+    sigma: float = 1.0
+    kind: ClassVar[str] = "blur"
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {"sigma": (0, 5)}
+
+
+def test_bounded_checks_each_declared_field_and_stores_a_float() -> None:
+    assert Blur(sigma="1e-3").sigma == 0.001  # type: ignore[arg-type]  # YAML 1.1's text
+    with pytest.raises(FieldError, match=r"^blur sigma must be a number in \[0, 5\], got 9$"):
+        Blur(sigma=9)

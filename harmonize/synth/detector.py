@@ -3,8 +3,9 @@
 Physics, in order: primary transmission ``exp(-A)`` plus a broad scatter veil; quantum noise
 (Gaussian approximation of Poisson, variance proportional to the signal); blur (a Gaussian MTF,
 applied after the quantum noise as in a scintillator, so the noise is correlated); electronic
-noise; log read-out; the site's response curve; quantisation to ``bits_stored``; MONOCHROME1
-inversion. Everything after the upsampling runs at the full matrix.
+noise; log read-out; the site's response curve; its post-processing stages (``processing.py``:
+multi-scale band gains, unsharp masking, correlated noise, grid lines); quantisation to
+``bits_stored``; MONOCHROME1 inversion. Everything after the upsampling runs at the full matrix.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from harmonize.synth.arrays import FloatArray, StoredArray
+from harmonize.synth.processing import apply_stages
 from harmonize.synth.profiles import SiteProfile
 from harmonize.synth.resample import resize
 
@@ -58,7 +60,8 @@ def expose(
     np.maximum(signal, np.float32(1e-5), out=signal)
     measured = np.log(signal, out=signal)
     np.negative(measured, out=measured)
-    return np.clip(profile.response(measured), 0.0, 1.0, dtype=np.float32)
+    processed = np.clip(profile.response(measured), 0.0, 1.0, dtype=np.float32)
+    return apply_stages(processed, profile.processing, profile.field_mm / m, rng)
 
 
 def to_stored(processed: FloatArray, profile: SiteProfile) -> StoredArray:

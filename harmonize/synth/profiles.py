@@ -31,7 +31,9 @@ from pydicom.uid import (
 
 from harmonize.errors import ConfigError
 from harmonize.synth.arrays import FloatArray
+from harmonize.synth.processing import Stage, parse_stages, stages_to_list
 from harmonize.validate import (
+    Bounded,
     FieldError,
     YamlDocument,
     check_choice,
@@ -39,6 +41,7 @@ from harmonize.validate import (
     check_keys,
     check_number,
     check_text,
+    set_field,
 )
 
 #: Transfer syntaxes a profile may name, by short name; the UID string is accepted too.
@@ -53,15 +56,9 @@ PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
 
 # -- response curves: log-exposure (attenuation) -> display brightness in [0, 1] ----------------
 @dataclass(frozen=True)
-class _Curve:
-    """A response curve's parameters, each checked against its ``bounds`` (name: (low, high))."""
-
-    kind: ClassVar[str]
-    bounds: ClassVar[dict[str, tuple[float, float]]]
-
-    def __post_init__(self) -> None:
-        for name, (low, high) in self.bounds.items():
-            check_number(f"{self.kind} response", name, getattr(self, name), low=low, high=high)
+class _Curve(Bounded):
+    def what(self) -> str:
+        return f"{super().what()} response"
 
 
 @dataclass(frozen=True)
@@ -92,7 +89,7 @@ class LogResponse(_Curve):
         super().__post_init__()
         if self.high <= self.low:
             raise FieldError(
-                f"log response high ({self.high}) must be greater than low ({self.low})", "high"
+                f"log response high ({self.high:g}) must be greater than low ({self.low:g})", "high"
             )
 
     def __call__(self, attenuation: FloatArray) -> FloatArray:
@@ -184,10 +181,12 @@ class SiteProfile:
     field_mm: float = 430.0
     kvp: float = 120.0
     description: str = ""
+    processing: tuple[Stage, ...] = ()
 
     def __post_init__(self) -> None:
         check_text("profile", "name", self.name)
         where = f'profile "{self.name}"'
+        set_field(self, "processing", parse_stages(self.processing, where))
         check_choice(where, "bits_stored", self.bits_stored, BITS_STORED)
         check_choice(where, "photometric", self.photometric, PHOTOMETRICS)
         if self.transfer_syntax not in TRANSFER_SYNTAXES.values():
@@ -276,6 +275,9 @@ def profile_to_dict(profile: SiteProfile) -> dict[str, Any]:
     short = {uid: name for name, uid in TRANSFER_SYNTAXES.items()}
     out["transfer_syntax"] = short[UID(profile.transfer_syntax)]
     out["rescale"] = {"slope": out.pop("rescale_slope"), "intercept": out.pop("rescale_intercept")}
+    out.pop("processing")
+    if profile.processing:  # after the detector response, before quantisation
+        out["processing"] = stages_to_list(profile.processing)
     return out
 
 

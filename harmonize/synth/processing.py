@@ -1,0 +1,230 @@
+"""Vendor post-processing: the spatially varying stages a site applies to every radiograph after
+the detector response and before quantisation, on display values in [0, 1] (1 = attenuating).
+
+No global intensity curve undoes these, which is what sets real sites apart. Every stage is a
+frozen, validated dataclass with a YAML ``kind``; sizes are in millimetres at the detector, so
+a stage does the same to the anatomy whatever matrix the image is rendered at.
+
+- ``bands``: gains of frequency bands an octave apart (a Laplacian-type pyramid written as a
+  smooth partition of unity in frequency): gains > 1 on the fine bands boost detail, a
+  ``residual_gain`` < 1 compresses the large-scale dynamic range (multi-scale processing).
+- ``unsharp``: ``x + amount * (x - blur(x))``, a Gaussian of ``sigma_mm``.
+- ``noise``: additive noise whose power spectrum falls as ``f ** -slope`` (0: white).
+- ``grid``: the shadow of an anti-scatter grid, a sinusoid of ``lines_per_mm`` across the rows or
+  the columns.
+
+Example::
+
+    stages = parse_stages([{"kind": "bands", "gains": [1.6, 1.3]}, {"kind": "grid"}], "site")
+    processed = apply_stages(image, stages, pixel_mm=0.21, rng=np.random.default_rng(0))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from scipy import ndimage
+
+from harmonize.synth.arrays import FloatArray
+from harmonize.validate import (
+    Bounded,
+    FieldError,
+    check_choice,
+    check_keys,
+    check_number,
+    set_field,
+)
+
+
+def frequencies(shape: tuple[int, int], pixel_mm: float) -> FloatArray:
+    """Radial spatial frequency (cycles/mm) of every bin of ``np.fft.rfft2`` of ``shape``."""
+    fy = np.fft.fftfreq(shape[0], d=pixel_mm)[:, None]
+    fx = np.fft.rfftfreq(shape[1], d=pixel_mm)[None, :]
+    return np.hypot(fy, fx).astype(np.float32)
+
+
+def band_weights(f: FloatArray, n_bands: int, finest_mm: float) -> list[FloatArray]:
+    """A partition of unity over frequency: ``n_bands`` bands an octave apart, band 0 the finest
+    (centred on ``1 / (2 * finest_mm)`` cycles/mm), then the residual (everything coarser).
+
+    Neighbours cross over smoothly (a raised cosine in log2 frequency), so the weights sum to 1
+    at every frequency and each weight is exactly 1 at its band's centre."""
+    centre0 = 1.0 / (2.0 * finest_mm)
+    octaves = np.log2(np.maximum(f, 1e-12) / centre0)  # 0 at band 0's centre, -k at band k's
+    weights = []
+    for k in range(n_bands + 1):
+        if k == 0:  # everything finer than band 0's centre belongs to band 0
+            t = np.clip(-octaves, 0.0, 1.0)
+        elif k == n_bands:  # the residual: 1 from the last band's centre down to f = 0
+            t = np.clip(octaves + k, 0.0, 1.0)
+        else:
+            t = np.clip(octaves + k, -1.0, 1.0)
+        weights.append((0.5 + 0.5 * np.cos(np.pi * t)).astype(np.float32))
+    return weights
+
+
+def _filtered(image: FloatArray, gain: FloatArray) -> FloatArray:
+    """``image`` filtered by the real frequency response ``gain`` (reflect-padded so that the
+    FFT's wrap-around does not bleed one edge into the other)."""
+    pad = min(image.shape) // 4
+    padded = np.pad(image, pad, mode="reflect")
+    spectrum = np.fft.rfft2(padded) * gain
+    out = np.fft.irfft2(spectrum, s=padded.shape)
+    return out[pad:-pad, pad:-pad].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Bands:
+    """Multi-scale band gains: band ``k`` (k = 0 finest) is centred on detail of size
+    ``finest_mm * 2**k`` (a half period); ``residual_gain`` scales everything coarser than the
+    last band, around the image's mean (so the mean level stays)."""
+
+    gains: tuple[float, ...] = (1.5, 1.2)
+    finest_mm: float = 0.5
+    residual_gain: float = 1.0
+    kind: ClassVar[str] = "bands"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.gains, (list, tuple)) or not 1 <= len(self.gains) <= 8:
+            raise FieldError(
+                f"bands gains must be a list of 1 to 8 numbers, got {self.gains!r}", "gains"
+            )
+        gains = tuple(check_number("bands", "gains", g, low=0, high=10) for g in self.gains)
+        set_field(self, "gains", gains)
+        check_number("bands", "finest_mm", self.finest_mm, low=0.05, high=50)
+        check_number("bands", "residual_gain", self.residual_gain, low=0, high=10)
+
+    def response(self, shape: tuple[int, int], pixel_mm: float) -> FloatArray:
+        """The stage's frequency response on ``rfft2`` bins of ``shape`` (before padding)."""
+        weights = band_weights(frequencies(shape, pixel_mm), len(self.gains), self.finest_mm)
+        total = np.zeros_like(weights[0])
+        for weight, g in zip(weights, [*self.gains, self.residual_gain], strict=True):
+            total += np.float32(g) * weight
+        return total
+
+    def __call__(self, image: FloatArray, pixel_mm: float, rng: np.random.Generator) -> FloatArray:
+        pad = min(image.shape) // 4
+        shape = (image.shape[0] + 2 * pad, image.shape[1] + 2 * pad)
+        mean = np.float32(image.mean())
+        out = _filtered(image - mean, self.response(shape, pixel_mm))
+        return out + mean
+
+
+@dataclass(frozen=True)
+class Unsharp(Bounded):
+    """Unsharp masking: ``x + amount * (x - gaussian(x, sigma_mm))``."""
+
+    amount: float = 0.6
+    sigma_mm: float = 2.0
+    kind: ClassVar[str] = "unsharp"
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {"amount": (0, 10), "sigma_mm": (0.05, 100)}
+
+    def __call__(self, image: FloatArray, pixel_mm: float, rng: np.random.Generator) -> FloatArray:
+        blurred = ndimage.gaussian_filter(image, self.sigma_mm / pixel_mm, mode="reflect")
+        return image + np.float32(self.amount) * (image - blurred)
+
+
+@dataclass(frozen=True)
+class Noise(Bounded):
+    """Additive noise of standard deviation ``sigma`` (display units) whose power spectrum
+    falls as ``f ** -slope`` above ``1 / period_mm`` cycles/mm (flat below it): 0 is white
+    noise, larger slopes give coarser, blotchier texture."""
+
+    sigma: float = 0.01
+    slope: float = 1.0
+    period_mm: float = 20.0
+    kind: ClassVar[str] = "noise"
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {
+        "sigma": (0, 1),
+        "slope": (0, 4),
+        "period_mm": (0.1, 1000),
+    }
+
+    def __call__(self, image: FloatArray, pixel_mm: float, rng: np.random.Generator) -> FloatArray:
+        white = rng.standard_normal(image.shape, dtype=np.float32)
+        f = np.maximum(frequencies(image.shape, pixel_mm), np.float32(1.0 / self.period_mm))
+        amplitude = f ** np.float32(-self.slope / 2)  # power ~ f**-slope
+        amplitude[0, 0] = 0.0  # no offset of the whole image
+        shaped = np.fft.irfft2(np.fft.rfft2(white) * amplitude, s=image.shape)
+        shaped *= np.float32(self.sigma) / np.float32(shaped.std() + 1e-12)
+        return image + shaped.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Grid(Bounded):
+    """An anti-scatter grid's shadow: ``depth * cos(2 pi lines_per_mm x)`` across ``axis``
+    (``columns``: lines run down the image, the pattern varies along a row)."""
+
+    lines_per_mm: float = 1.2
+    depth: float = 0.02
+    axis: Literal["rows", "columns"] = "columns"
+    kind: ClassVar[str] = "grid"
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {
+        "lines_per_mm": (0.05, 20),
+        "depth": (0, 0.5),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("grid", "axis", self.axis, ("rows", "columns"))
+
+    def __call__(self, image: FloatArray, pixel_mm: float, rng: np.random.Generator) -> FloatArray:
+        n = image.shape[1] if self.axis == "columns" else image.shape[0]
+        x = np.arange(n, dtype=np.float64) * pixel_mm
+        wave = (self.depth * np.cos(2 * np.pi * self.lines_per_mm * x)).astype(np.float32)
+        return image + (wave[None, :] if self.axis == "columns" else wave[:, None])
+
+
+Stage = Bands | Unsharp | Noise | Grid
+STAGES: dict[str, type[Bands] | type[Unsharp] | type[Noise] | type[Grid]] = {
+    cls.kind: cls for cls in (Bands, Unsharp, Noise, Grid)
+}
+
+
+def parse_stages(raw: Any, where: str) -> tuple[Stage, ...]:
+    """The stages of a profile's ``processing:`` list (each a mapping with a ``kind``)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, (list, tuple)):
+        raise FieldError(f"{where} processing must be a list of stages, got {raw!r}", "processing")
+    stages: list[Stage] = []
+    for item in raw:
+        if isinstance(item, Bands | Unsharp | Noise | Grid):
+            stages.append(item)
+            continue
+        kind = item.get("kind") if isinstance(item, dict) else None
+        if kind not in STAGES:
+            raise FieldError(
+                f"{where} processing stage kind must be one of {', '.join(sorted(STAGES))}, "
+                f"got {kind!r}",
+                "kind",
+            )
+        cls = STAGES[kind]
+        check_keys(item, ["kind", *(f.name for f in fields(cls))], f"{where} {kind} stage")
+        stages.append(cls(**{k: v for k, v in item.items() if k != "kind"}))
+    return tuple(stages)
+
+
+def stages_to_list(stages: Sequence[Stage]) -> list[dict[str, Any]]:
+    """The YAML list of ``stages``; ``parse_stages`` inverts it."""
+    out = []
+    for stage in stages:
+        values = {f.name: getattr(stage, f.name) for f in fields(stage)}
+        plain = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        out.append({"kind": stage.kind, **plain})
+    return out
+
+
+def apply_stages(
+    image: FloatArray, stages: Sequence[Stage], pixel_mm: float, rng: np.random.Generator
+) -> FloatArray:
+    """``image`` through every stage in order, clipped to [0, 1] at the end."""
+    if not stages:
+        return image
+    out = image.astype(np.float32, copy=True)
+    for stage in stages:
+        out = stage(out, pixel_mm, rng)
+    return np.clip(out, 0.0, 1.0, dtype=np.float32)
