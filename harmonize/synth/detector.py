@@ -4,8 +4,9 @@ Physics, in order: primary transmission ``exp(-A)`` plus a broad scatter veil; q
 (Gaussian approximation of Poisson, variance proportional to the signal); blur (a Gaussian MTF,
 applied after the quantum noise as in a scintillator, so the noise is correlated); electronic
 noise; log read-out; the site's response curve; its post-processing stages (``processing.py``:
-multi-scale band gains, unsharp masking, correlated noise, grid lines); quantisation to
-``bits_stored``; MONOCHROME1 inversion. Everything after the upsampling runs at the full matrix.
+multi-scale band gains, unsharp masking, correlated noise, grid lines, shutters, markers);
+quantisation to ``bits_stored``; MONOCHROME1 inversion. Everything after the upsampling runs at
+the full matrix.
 """
 
 from __future__ import annotations

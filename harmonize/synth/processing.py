@@ -12,6 +12,8 @@ a stage does the same to the anatomy whatever matrix the image is rendered at.
 - ``noise``: additive noise whose power spectrum falls as ``f ** -slope`` (0: white).
 - ``grid``: the shadow of an anti-scatter grid, a sinusoid of ``lines_per_mm`` across the rows or
   the columns.
+- ``shutters``: collimation, a border of the field replaced by white (unexposed) or black (mask).
+- ``marker``: a burned-in laterality letter (L or R) in a corner.
 
 Example::
 
@@ -178,9 +180,103 @@ class Grid(Bounded):
         return image + (wave[None, :] if self.axis == "columns" else wave[:, None])
 
 
-Stage = Bands | Unsharp | Noise | Grid
-STAGES: dict[str, type[Bands] | type[Unsharp] | type[Noise] | type[Grid]] = {
-    cls.kind: cls for cls in (Bands, Unsharp, Noise, Grid)
+@dataclass(frozen=True)
+class Shutters(Bounded):
+    """Collimation of the displayed field: ``margin_mm`` at each edge (``margin_x_mm`` on the
+    left and right, if set) is replaced by ``fill`` (1: white, an unexposed border; 0: black,
+    a vendor's electronic mask), across a soft edge of ``edge_mm``."""
+
+    margin_mm: float = 15.0
+    margin_x_mm: float | None = None
+    fill: float = 1.0
+    edge_mm: float = 1.0
+    kind: ClassVar[str] = "shutters"
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {
+        "margin_mm": (0, 200),
+        "fill": (0, 1),
+        "edge_mm": (0.01, 50),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.margin_x_mm is not None:
+            set_field(
+                self,
+                "margin_x_mm",
+                check_number("shutters", "margin_x_mm", self.margin_x_mm, low=0, high=200),
+            )
+
+    def inside(self, shape: tuple[int, int], pixel_mm: float) -> FloatArray:
+        """1 inside the field, 0 behind the shutters, a linear ramp across the edge."""
+        margins = (self.margin_mm, self.margin_mm if self.margin_x_mm is None else self.margin_x_mm)
+        ramps = []
+        for n, margin in zip(shape, margins, strict=True):
+            x = (np.arange(n) + 0.5) * pixel_mm
+            distance = np.minimum(x, n * pixel_mm - x) - margin  # > 0 inside
+            ramps.append(np.clip(0.5 + distance / self.edge_mm, 0.0, 1.0).astype(np.float32))
+        return ramps[0][:, None] * ramps[1][None, :]
+
+    def __call__(self, image: FloatArray, pixel_mm: float, rng: np.random.Generator) -> FloatArray:
+        inside = self.inside(image.shape, pixel_mm)
+        return image * inside + np.float32(self.fill) * (1 - inside)
+
+
+#: A 5 x 7 bitmap of each laterality letter, top row first.
+LETTERS = {
+    "L": ("10000", "10000", "10000", "10000", "10000", "10000", "11111"),
+    "R": ("11110", "10001", "10001", "11110", "10100", "10010", "10001"),
+}
+
+
+@dataclass(frozen=True)
+class Marker(Bounded):
+    """A burned-in laterality marker: ``letter`` (L or R), ``height_mm`` tall, in ``value``,
+    ``inset_mm`` from the corner (top-left, top-right, bottom-left or bottom-right)."""
+
+    letter: str = "R"
+    height_mm: float = 14.0
+    inset_mm: float = 20.0
+    value: float = 1.0
+    corner: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = "top-left"
+    kind: ClassVar[str] = "marker"
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {
+        "height_mm": (1, 200),
+        "inset_mm": (0, 200),
+        "value": (0, 1),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("marker", "letter", self.letter, sorted(LETTERS))
+        check_choice(
+            "marker",
+            "corner",
+            self.corner,
+            ("top-left", "top-right", "bottom-left", "bottom-right"),
+        )
+
+    def mask(self, shape: tuple[int, int], pixel_mm: float) -> np.ndarray:
+        """Boolean (H, W): the letter's pixels (nearest-neighbour scaled bitmap)."""
+        bitmap = np.array([[c == "1" for c in row] for row in LETTERS[self.letter]])
+        cell = max(1, round(self.height_mm / pixel_mm / bitmap.shape[0]))
+        glyph = np.kron(bitmap, np.ones((cell, cell), dtype=bool))
+        inset = round(self.inset_mm / pixel_mm)
+        h, w = min(glyph.shape[0], shape[0] - inset), min(glyph.shape[1], shape[1] - inset)
+        out = np.zeros(shape, dtype=bool)
+        if h <= 0 or w <= 0:
+            return out
+        top = inset if self.corner.startswith("top") else shape[0] - inset - h
+        left = inset if self.corner.endswith("left") else shape[1] - inset - w
+        out[top : top + h, left : left + w] = glyph[:h, :w]
+        return out
+
+    def __call__(self, image: FloatArray, pixel_mm: float, rng: np.random.Generator) -> FloatArray:
+        return np.where(self.mask(image.shape, pixel_mm), np.float32(self.value), image)
+
+
+Stage = Bands | Unsharp | Noise | Grid | Shutters | Marker
+STAGES: dict[str, type[Stage]] = {
+    cls.kind: cls for cls in (Bands, Unsharp, Noise, Grid, Shutters, Marker)
 }
 
 
@@ -192,7 +288,7 @@ def parse_stages(raw: Any, where: str) -> tuple[Stage, ...]:
         raise FieldError(f"{where} processing must be a list of stages, got {raw!r}", "processing")
     stages: list[Stage] = []
     for item in raw:
-        if isinstance(item, Bands | Unsharp | Noise | Grid):
+        if isinstance(item, Bands | Unsharp | Noise | Grid | Shutters | Marker):
             stages.append(item)
             continue
         kind = item.get("kind") if isinstance(item, dict) else None

@@ -14,7 +14,9 @@ from harmonize.synth.detector import expose
 from harmonize.synth.processing import (
     Bands,
     Grid,
+    Marker,
     Noise,
+    Shutters,
     Unsharp,
     apply_stages,
     band_weights,
@@ -155,3 +157,32 @@ def test_bad_stages_are_refused_in_one_line_naming_the_line() -> None:
         parse_stages([{"kind": "grid", "depth": 2}], "site")
     with pytest.raises(ConfigError, match="must be a list of stages"):
         parse_stages({"kind": "grid"}, "site")
+
+
+def test_shutters_fill_the_margins_and_leave_the_field() -> None:
+    image = RNG(6).random((400, 300), dtype=np.float32)
+    out = Shutters(margin_mm=10.0, margin_x_mm=5.0, fill=0.0, edge_mm=0.5)(image, PIXEL_MM, RNG(0))
+    rows, cols = round(10.0 / PIXEL_MM), round(5.0 / PIXEL_MM)  # 40 and 20 pixels
+    assert (out[: rows - 2] == 0).all() and (out[-(rows - 2) :] == 0).all()
+    assert (out[:, : cols - 2] == 0).all() and (out[:, -(cols - 2) :] == 0).all()
+    np.testing.assert_array_equal(
+        out[rows + 2 : -rows - 2, cols + 2 : -cols - 2],
+        image[rows + 2 : -rows - 2, cols + 2 : -cols - 2],
+    )
+
+
+@pytest.mark.parametrize("corner", ["top-left", "bottom-right"])
+def test_the_marker_burns_in_its_letter_at_its_corner(corner: str) -> None:
+    image = np.full((300, 300), 0.3, np.float32)
+    stage = Marker(letter="L", height_mm=7.0, inset_mm=5.0, value=1.0, corner=corner)
+    out = stage(image, PIXEL_MM, RNG(0))
+    ys, xs = np.nonzero(out == 1.0)
+    cell = round(7.0 / PIXEL_MM / 7)  # 4 pixels per bitmap cell
+    assert (np.ptp(ys) + 1, np.ptp(xs) + 1) == (7 * cell, 5 * cell)  # the letter's box
+    assert len(ys) == 11 * cell * cell  # L: 7 cells down, 4 more along the foot
+    inset = round(5.0 / PIXEL_MM)
+    if corner == "top-left":
+        assert (ys.min(), xs.min()) == (inset, inset)
+    else:
+        assert (ys.max(), xs.max()) == (299 - inset, 299 - inset)
+    assert (out[out != 1.0] == 0.3).all()
