@@ -126,8 +126,9 @@ def set_field(instance: object, name: str, value: Any) -> None:
 @dataclass(frozen=True)
 class Bounded:
     """A frozen dataclass whose number fields are declared with their ranges: ``bounds`` maps a
-    field's name to its (low, high); each is checked and stored as a float on construction,
-    errors naming ``what()`` (the class's ``kind``) and the field."""
+    field's name to its (low, high); each is checked and stored as a float on construction
+    (None, for an optional field, stays None), errors naming ``what()`` (the class's ``kind``)
+    and the field."""
 
     bounds: ClassVar[dict[str, tuple[float, float]]] = {}
 
@@ -136,6 +137,8 @@ class Bounded:
 
     def __post_init__(self) -> None:
         for name, (low, high) in self.bounds.items():
+            if getattr(self, name) is None:
+                continue
             set_field(
                 self, name, check_number(self.what(), name, getattr(self, name), low=low, high=high)
             )

@@ -122,7 +122,7 @@ class Unsharp(Bounded):
     amount: float = 0.6
     sigma_mm: float = 2.0
     kind: ClassVar[str] = "unsharp"
-    bounds: ClassVar[dict[str, tuple[float, float]]] = {"amount": (0, 10), "sigma_mm": (0.05, 100)}
+    bounds = {"amount": (0, 10), "sigma_mm": (0.05, 100)}
 
     def __call__(self, image: FloatArray, pixel_mm: float, rng: np.random.Generator) -> FloatArray:
         blurred = ndimage.gaussian_filter(image, self.sigma_mm / pixel_mm, mode="reflect")
@@ -139,11 +139,7 @@ class Noise(Bounded):
     slope: float = 1.0
     period_mm: float = 20.0
     kind: ClassVar[str] = "noise"
-    bounds: ClassVar[dict[str, tuple[float, float]]] = {
-        "sigma": (0, 1),
-        "slope": (0, 4),
-        "period_mm": (0.1, 1000),
-    }
+    bounds = {"sigma": (0, 1), "slope": (0, 4), "period_mm": (0.1, 1000)}
 
     def __call__(self, image: FloatArray, pixel_mm: float, rng: np.random.Generator) -> FloatArray:
         white = rng.standard_normal(image.shape, dtype=np.float32)
@@ -164,10 +160,7 @@ class Grid(Bounded):
     depth: float = 0.02
     axis: Literal["rows", "columns"] = "columns"
     kind: ClassVar[str] = "grid"
-    bounds: ClassVar[dict[str, tuple[float, float]]] = {
-        "lines_per_mm": (0.05, 20),
-        "depth": (0, 0.5),
-    }
+    bounds = {"lines_per_mm": (0.05, 20), "depth": (0, 0.5)}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -191,20 +184,7 @@ class Shutters(Bounded):
     fill: float = 1.0
     edge_mm: float = 1.0
     kind: ClassVar[str] = "shutters"
-    bounds: ClassVar[dict[str, tuple[float, float]]] = {
-        "margin_mm": (0, 200),
-        "fill": (0, 1),
-        "edge_mm": (0.01, 50),
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.margin_x_mm is not None:
-            set_field(
-                self,
-                "margin_x_mm",
-                check_number("shutters", "margin_x_mm", self.margin_x_mm, low=0, high=200),
-            )
+    bounds = {"margin_mm": (0, 200), "margin_x_mm": (0, 200), "fill": (0, 1), "edge_mm": (0.01, 50)}
 
     def inside(self, shape: tuple[int, int], pixel_mm: float) -> FloatArray:
         """1 inside the field, 0 behind the shutters, a linear ramp across the edge."""
@@ -221,6 +201,7 @@ class Shutters(Bounded):
         return image * inside + np.float32(self.fill) * (1 - inside)
 
 
+CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 #: A 5 x 7 bitmap of each laterality letter, top row first.
 LETTERS = {
     "L": ("10000", "10000", "10000", "10000", "10000", "10000", "11111"),
@@ -239,21 +220,12 @@ class Marker(Bounded):
     value: float = 1.0
     corner: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = "top-left"
     kind: ClassVar[str] = "marker"
-    bounds: ClassVar[dict[str, tuple[float, float]]] = {
-        "height_mm": (1, 200),
-        "inset_mm": (0, 200),
-        "value": (0, 1),
-    }
+    bounds = {"height_mm": (1, 200), "inset_mm": (0, 200), "value": (0, 1)}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("marker", "letter", self.letter, sorted(LETTERS))
-        check_choice(
-            "marker",
-            "corner",
-            self.corner,
-            ("top-left", "top-right", "bottom-left", "bottom-right"),
-        )
+        check_choice("marker", "corner", self.corner, CORNERS)
 
     def mask(self, shape: tuple[int, int], pixel_mm: float) -> np.ndarray:
         """Boolean (H, W): the letter's pixels (nearest-neighbour scaled bitmap)."""

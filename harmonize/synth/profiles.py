@@ -70,7 +70,7 @@ class GammaResponse(_Curve):
 
     gamma: float = 0.5
     kind: ClassVar[str] = "gamma"
-    bounds: ClassVar[dict[str, tuple[float, float]]] = {"gamma": (0.01, 10)}
+    bounds = {"gamma": (0.01, 10)}
 
     def __call__(self, attenuation: FloatArray) -> FloatArray:
         return 1.0 - np.exp(np.float32(-self.gamma) * attenuation)
@@ -83,7 +83,7 @@ class LogResponse(_Curve):
     low: float = 0.0
     high: float = 6.0
     kind: ClassVar[str] = "log"
-    bounds: ClassVar[dict[str, tuple[float, float]]] = {"low": (-5, 20), "high": (-5, 20)}
+    bounds = {"low": (-5, 20), "high": (-5, 20)}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,7 +104,7 @@ class SigmoidResponse(_Curve):
     center: float = 2.7
     slope: float = 0.6
     kind: ClassVar[str] = "sigmoid"
-    bounds: ClassVar[dict[str, tuple[float, float]]] = {"center": (-5, 20), "slope": (0.01, 20)}
+    bounds = {"center": (-5, 20), "slope": (0.01, 20)}
 
     def __call__(self, attenuation: FloatArray) -> FloatArray:
         # 1 / (1 + exp(-z)) written with tanh: one transcendental, no overflow.
