@@ -47,6 +47,12 @@ class Site(click.ParamType):
 @click.option("--seed", type=int, default=0, help="Random seed (same seed, same archive).")
 @click.option("--matrix", type=click.IntRange(64), help="Image side (px) [default: the profiles'].")
 @click.option(
+    "--truth-site",
+    type=Site(),
+    help="Also image every patient of the other sites at this site (same anatomy, findings and "
+    "dose; pixel-aligned): OUT/truth/<site>/, linked by truth_path in the labels table.",
+)
+@click.option(
     "--from-png",
     "from_png",
     type=LocalPath(exists=True, file_okay=False),
@@ -61,22 +67,33 @@ def synth(
     n_per_site: int,
     seed: int,
     matrix: int | None,
+    truth_site: str | None,
     from_png: str | None,
     progress: bool,
 ) -> None:
     """Write a synthetic multi-site chest radiograph archive (DICOM + labels) to OUT: DICOM
-    under OUT/<site>/, the labels table (image_id, site, label, path) in OUT/labels.parquet."""
+    under OUT/<site>/, the labels table (image_id, site, label, path, truth_path) in
+    OUT/labels.parquet."""
     from harmonize import synth as synth_mod
 
     store = storage(ctx)
     if from_png:
         if len(sites) != 1:
             raise click.UsageError("--from-png needs exactly one --site (the profile to wrap with)")
+        if truth_site:
+            raise click.UsageError("--truth-site needs synthetic patients; drop --from-png")
         table = synth_mod.wrap_pngs(from_png, out, sites[0], storage=store, matrix=matrix)
     else:
         chosen = list(sites or DEFAULT_SITES)
         table = synth_mod.synthesize_archive(
-            out, chosen, n_per_site, seed, storage=store, matrix=matrix, progress=progress
+            out,
+            chosen,
+            n_per_site,
+            seed,
+            storage=store,
+            matrix=matrix,
+            progress=progress,
+            truth_site=truth_site,
         )
     counts = table.groupby("site").size().to_dict()
     click.echo(f"wrote {len(table)} images to {out} ({counts}); labels: {out}/labels.parquet")

@@ -1,10 +1,12 @@
-"""Labels tables: the one reader (and the archive's writer) of image_id, site, label, path.
+"""Labels tables: the one reader (and the archive's writer) of image_id, site, label, path and
+truth_path.
 
 A labels table is Parquet, or CSV when its name ends ``.csv`` (any case), with at least the
 columns ``image_id`` (SOPInstanceUID) and ``label`` (1 = finding, 0 = none, empty = unknown);
-``site`` and ``path`` are optional. ``harmonize synth`` writes one per archive,
-``OUT/labels.parquet`` (and the same rows as ``labels.csv``); wherever a labels URI is asked for,
-the archive folder itself may be given and its ``labels.parquet`` is read.
+``site``, ``path`` and ``truth_path`` (the same patient imaged at the truth site, a path under
+the archive: ``harmonize synth --truth-site``) are optional. ``harmonize synth`` writes one per
+archive, ``OUT/labels.parquet`` (and the same rows as ``labels.csv``); wherever a labels URI is
+asked for, the archive folder itself may be given and its ``labels.parquet`` is read.
 
 One set of rules everywhere (``harmonize run --labels``, ``train classifier --labels``, the
 report): labels are 0, 1 or empty; an image_id listed twice must say the same both times (the
@@ -28,7 +30,7 @@ from harmonize.errors import ConfigError, HarmonizeError
 if TYPE_CHECKING:
     from harmonize.io.storage import Storage
 
-COLUMNS = ["image_id", "site", "label", "path"]
+COLUMNS = ["image_id", "site", "label", "path", "truth_path"]
 PARQUET_NAME = "labels.parquet"
 CSV_NAME = "labels.csv"
 _FIX = (
@@ -40,9 +42,8 @@ _FIX = (
 def labels_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     """Rows as a table with the canonical columns and dtypes (missing columns are empty)."""
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    return frame.astype(
-        {"image_id": "string", "site": "string", "label": "Int64", "path": "string"}
-    )
+    text = dict.fromkeys(("image_id", "site", "path", "truth_path"), "string")
+    return frame.astype({**text, "label": "Int64"})
 
 
 def table_uri(uri: str) -> str:
@@ -55,7 +56,8 @@ def table_uri(uri: str) -> str:
 def _parse(raw: bytes, uri: str) -> pd.DataFrame:
     try:
         if uri.lower().endswith(".csv"):
-            return pd.read_csv(io.BytesIO(raw), dtype={"image_id": str, "site": str, "path": str})
+            text = dict.fromkeys(("image_id", "site", "path", "truth_path"), str)
+            return pd.read_csv(io.BytesIO(raw), dtype=text)
         return pd.read_parquet(io.BytesIO(raw))
     except Exception as err:  # pandas/pyarrow raise many types; all mean "not a table"
         raise ConfigError(f'"{uri}" is not a readable labels table: {err}; {_FIX}') from err

@@ -40,6 +40,7 @@ class SyntheticImage:
     identity: Identity
     pixels: StoredArray
     dicom: bytes
+    truth: SyntheticImage | None = None  # the same patient and exposure at the truth site
 
     @property
     def label(self) -> int:
@@ -70,6 +71,7 @@ def synthesize_image(
     matrix: int | None = None,
     lesion_strength: float = 1.0,
     paired: bool = False,
+    truth: SiteProfile | None = None,
 ) -> SyntheticImage:
     """Synthesize image ``index`` of ``profile``'s site.
 
@@ -82,6 +84,9 @@ def synthesize_image(
         lesion_strength: multiplier of the findings' attenuation (0 hides them).
         paired: draw the patient without the site name, so that every site images the same
             patients (a paired archive, useful to check a harmonizer against the truth).
+        truth: also image this very patient (the same attenuation map, findings and dose) with
+            the truth site's detector and processing, pixel-aligned at the same matrix: the
+            image a perfect harmonizer would output (``SyntheticImage.truth``).
     """
     m = matrix or profile.matrix
     key = site_key(profile.name)
@@ -97,7 +102,23 @@ def synthesize_image(
         ["synth", seed, profile.name, index], identity_rng, patient.sex, patient.age, prefix
     )
     ds = build_dataset(pixels, profile, identity, exposure_mas=2.5 * dose)
-    return SyntheticImage(patient, identity, pixels, encode(ds, profile.transfer_syntax))
+    same: SyntheticImage | None = None
+    if truth is not None:
+        truth_pixels = to_stored(
+            expose(attenuation, truth, np.random.default_rng([seed, key, index, 4]), m, dose), truth
+        )
+        truth_identity = make_identity(  # the patient's names and dates, new UIDs
+            ["synth-truth", seed, profile.name, truth.name, index],
+            np.random.default_rng([seed, key, index, 3]),
+            patient.sex,
+            patient.age,
+            prefix,
+        )
+        truth_ds = build_dataset(truth_pixels, truth, truth_identity, exposure_mas=2.5 * dose)
+        truth_dicom = encode(truth_ds, truth.transfer_syntax)
+        same = SyntheticImage(patient, truth_identity, truth_pixels, truth_dicom)
+    dicom = encode(ds, profile.transfer_syntax)
+    return SyntheticImage(patient, identity, pixels, dicom, same)
 
 
 def resolve_sites(sites: Sequence[str | SiteProfile]) -> list[SiteProfile]:
@@ -123,6 +144,7 @@ def synthesize_archive(
     lesion_strength: float = 1.0,
     prevalence: float = 0.5,
     paired: bool = False,
+    truth_site: str | SiteProfile | None = None,
 ) -> pd.DataFrame:
     """Write a synthetic multi-site archive and its labels table; return the table's new rows.
 
@@ -140,6 +162,9 @@ def synthesize_archive(
         lesion_strength: multiplier of the findings' attenuation.
         prevalence: fraction of images with findings (exact per site, up to rounding).
         paired: every site images the same patients (see :func:`synthesize_image`).
+        truth_site: also image every patient of the other sites at this site, under
+            ``OUT/truth/<truth site>/`` (``truth_path`` in the labels table; a truth-site
+            image is its own truth).
 
     Example::
 
@@ -156,6 +181,7 @@ def synthesize_archive(
     if not lesion_strength >= 0.0:
         raise ConfigError(f"lesion_strength is {lesion_strength!r}; expected a number >= 0")
     storage = storage or Storage()
+    truth = None if truth_site is None else resolve_sites([truth_site])[0]
     rows: list[dict[str, object]] = []
     with tqdm(
         total=len(profiles) * n_per_site, desc="synth", unit="img", disable=not progress
@@ -171,15 +197,21 @@ def synthesize_archive(
                     matrix=matrix,
                     lesion_strength=lesion_strength,
                     paired=paired,
+                    truth=None if truth is None or truth.name == profile.name else truth,
                 )
                 path = f"{profile.name}/{image.identity.sop_uid}.dcm"
                 storage.write(join(out_uri, path), image.dicom)
+                truth_path = path if truth is not None else None
+                if image.truth is not None and truth is not None:
+                    truth_path = f"truth/{truth.name}/{image.truth.identity.sop_uid}.dcm"
+                    storage.write(join(out_uri, truth_path), image.truth.dicom)
                 rows.append(
                     {
                         "image_id": image.identity.sop_uid,
                         "site": profile.name,
                         "label": image.label,
                         "path": path,
+                        "truth_path": truth_path,
                     }
                 )
                 bar.update()

@@ -28,7 +28,7 @@ def test_parquet_and_csv_of_any_case_read_the_same(tmp_path, name) -> None:
     else:
         rows.to_parquet(path, index=False)
     table = read_labels(str(path))
-    assert list(table.columns) == ["image_id", "site", "label", "path"]
+    assert list(table.columns) == ["image_id", "site", "label", "path", "truth_path"]
     assert table["image_id"].tolist() == ["1.2.10", "1.2.9", "007"]  # ids stay text: "007"
     assert finding_labels(table) == {"1.2.10": 1, "1.2.9": 0}
     assert site_and_label(table) == {"1.2.10": ("a", 1), "1.2.9": ("b", 0), "007": (None, None)}
