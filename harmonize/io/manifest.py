@@ -62,6 +62,9 @@ SCHEMA = pa.schema(
         ("transfer_syntax", pa.string()),
         ("out_uri", pa.string()),
         ("ssim", pa.float64()),
+        ("truth_uri", pa.string()),  # the same patient imaged at the target site (labels table)
+        ("ssim_truth", pa.float64()),  # SSIM(harmonized, truth)
+        ("psnr_truth", pa.float64()),  # PSNR(harmonized, truth), dB, display range [0, 1]
         ("hist_in", pa.list_(pa.float32())),
         ("hist_out", pa.list_(pa.float32())),
         ("score_in", pa.float64()),

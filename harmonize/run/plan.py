@@ -10,7 +10,7 @@ from typing import Any
 
 from harmonize.errors import ConfigError
 from harmonize.io.archive import list_images
-from harmonize.io.labels import read_labels, site_and_label
+from harmonize.io.labels import read_labels, site_and_label, table_uri
 from harmonize.io.manifest import (
     STATUS_OK,
     STATUS_SKIPPED,
@@ -18,10 +18,11 @@ from harmonize.io.manifest import (
     empty_row,
     read_manifest,
 )
-from harmonize.io.storage import Storage
+from harmonize.io.storage import Storage, join
 from harmonize.run.spec import RunOptions, RunSpec, relative_path
 
 Labels = dict[str, tuple[str | None, int | None]]  # image_id -> (site, label)
+Truths = dict[str, str]  # source URI -> the URI of its truth image
 
 # The manifest columns every row of a run copies from its spec.
 SPEC_COLUMNS = (
@@ -62,9 +63,10 @@ def new_row(
 
 
 def plan(
-    spec: RunSpec, storage: Storage, options: RunOptions
+    spec: RunSpec, storage: Storage, options: RunOptions, truths: Truths | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(rows to process, rows skipped as already done) for every listed input object."""
+    """(rows to process, rows skipped as already done) for every listed input object; a row
+    whose object has a truth image in ``truths`` carries its ``truth_uri``."""
     out_prefix = spec.out_uri + "/"
     objects = [  # OUT may sit inside INPUT
         o
@@ -83,6 +85,7 @@ def plan(
     todo, skipped = [], []
     for obj in objects:
         row = new_row(spec, obj.uri, obj.etag, obj.size, site_from_path(spec.input_uri, obj.uri))
+        row["truth_uri"] = (truths or {}).get(obj.uri)
         if (obj.uri, obj.etag) in done:
             row.update(done[(obj.uri, obj.etag)])
             row["status"] = STATUS_SKIPPED
@@ -93,9 +96,21 @@ def plan(
     return todo, skipped
 
 
-def read_run_labels(labels_uri: str | None, storage: Storage) -> Labels:
-    """The labels table at ``labels_uri`` by image id (empty without one)."""
-    return site_and_label(read_labels(labels_uri, storage)) if labels_uri else {}
+def read_run_labels(labels_uri: str | None, storage: Storage) -> tuple[Labels, Truths]:
+    """The labels table at ``labels_uri`` by image id, and the truth image of each object that
+    has one (``path`` and ``truth_path`` are relative to the table's folder); empty without a
+    table."""
+    if not labels_uri:
+        return {}, {}
+    table = read_labels(labels_uri, storage)
+    root = storage.normalize(table_uri(labels_uri).rsplit("/", 1)[0])
+    linked = table[table["path"].notna() & table["truth_path"].notna()]
+    linked = linked[linked["path"] != linked["truth_path"]]  # an image is not its own test
+    truths = {
+        join(root, str(path)): join(root, str(truth))
+        for path, truth in zip(linked["path"], linked["truth_path"], strict=True)
+    }
+    return site_and_label(table), truths
 
 
 def with_labels(rows: Iterable[dict[str, Any]], labels: Labels) -> Iterator[dict[str, Any]]:

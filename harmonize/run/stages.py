@@ -2,7 +2,8 @@
 their model and classifier are loaded.
 
 A run takes each listed object through ``read_and_decode`` → ``harmonize_and_measure``
-(harmonize, classify original and harmonized when a classifier is given, SSIM and histograms) →
+(harmonize, classify original and harmonized when a classifier is given, SSIM and histograms;
+SSIM and PSNR against the truth image when the labels table links one) →
 ``encode_and_write`` and ends with one manifest row. Every stage catches its own failures: an
 object that cannot be read, decoded, harmonized or written becomes a row with ``status="error"``
 and the reason, and later stages pass it through untouched, so count in = count out.
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from skimage.metrics import peak_signal_noise_ratio
 
 from harmonize.dicom.decode import decode_dicom
 from harmonize.dicom.encode import encode_derived
@@ -41,7 +43,7 @@ from harmonize.run.spec import RunSpec
 if TYPE_CHECKING:
     from harmonize.classifier.model import Classifier
 
-PAYLOAD = ("pixels", "out_pixels", "header")
+PAYLOAD = ("pixels", "out_pixels", "header", "truth_pixels")
 
 
 class Scorer(Protocol):
@@ -127,6 +129,7 @@ def _stage(name: str, seconds_key: str) -> Callable[[Callable[..., None]], Calla
 @_stage("read", "read_s")
 def _read(row: dict[str, Any], storage: Storage) -> None:
     row["pixels"] = storage.read(row["source_uri"])  # raw object bytes until decoded
+    row["truth_pixels"] = storage.read(row["truth_uri"]) if row.get("truth_uri") else b""
 
 
 @_stage("decode", "decode_s")
@@ -143,6 +146,14 @@ def _decode(row: dict[str, Any]) -> None:
         pixels=np.ascontiguousarray(decoded.pixels, dtype=np.float32).tobytes(),
         header=header_to_bytes(decoded.header),
     )
+    if row["truth_pixels"]:
+        truth = decode_dicom(row["truth_pixels"]).pixels
+        if truth.shape != decoded.pixels.shape:
+            raise ValueError(
+                f"the truth image {row['truth_uri']} is {truth.shape[0]}x{truth.shape[1]}, the "
+                f"image {meta.rows}x{meta.cols}: a truth must be pixel-aligned with its image"
+            )
+        row["truth_pixels"] = np.ascontiguousarray(truth, dtype=np.float32).tobytes()
 
 
 def read_and_decode(row: dict[str, Any], storage: Storage) -> dict[str, Any]:
@@ -166,7 +177,11 @@ def _measure(row: dict[str, Any]) -> None:
     row["ssim"] = float(ssim(before, after, **SSIM_OPTIONS))
     row["hist_in"] = intensity_histogram(before, bins=HIST_BINS).astype(np.float32).tolist()
     row["hist_out"] = intensity_histogram(after, bins=HIST_BINS).astype(np.float32).tolist()
-    row["pixels"] = None  # only the harmonized pixels travel on to the encoder
+    if row.get("truth_pixels"):
+        truth = pixels_of(row, "truth_pixels")
+        row["ssim_truth"] = float(ssim(truth, after, **SSIM_OPTIONS))
+        row["psnr_truth"] = float(peak_signal_noise_ratio(truth, after, data_range=1.0))
+    row["pixels"] = row["truth_pixels"] = None  # only the harmonized pixels go on to the encoder
 
 
 @_stage("score", "score_s")
