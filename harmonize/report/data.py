@@ -31,6 +31,7 @@ GROUP_KEYS = ("method", "mode", "config_hash")
 REPORT_COLUMNS = (
     "image_id", "source_uri", "site", "label", *GROUP_KEYS, "model_uri", "run_id", "status",
     "error", "out_uri", "ssim", "hist_in", "hist_out", "score_in", "score_out", "processed_at",
+    "ssim_truth", "psnr_truth",
 )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from harmonize.io.manifest import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
@@ -72,12 +73,19 @@ def inputs_section(manifest: pd.DataFrame, uris: Sequence[str]) -> Section:
     return Section("Inputs", tuple(blocks))
 
 
+def _mean_std(values: np.ndarray, spec: str) -> str:
+    if not values.size:
+        return "n/a"
+    return f"{format(float(values.mean()), spec)} ± {format(float(values.std()), spec)}"
+
+
 def _distance_cells(d: Distances | None) -> tuple[str, str, str]:
     if d is None:
         return "n/a", "n/a", "n/a"
     return _num(d.before), _num(d.after), _percent(d.reduction_percent)
 
 
+TRUTH_HEADERS = ("SSIM vs truth", "PSNR vs truth (dB)")
 SUMMARY_HEADERS = (
     "method",
     "n ok",
@@ -95,6 +103,8 @@ SUMMARY_HEADERS = (
 def summary_section(summaries: Sequence[MethodSummary], excluded_site: str | None) -> Section:
     if not summaries:
         return Section("Summary", (Paragraph("No `ok` or `error` rows: every row was skipped."),))
+    truth = any(s.ssim_truth.size for s in summaries)  # a paired truth: two more columns
+    headers = SUMMARY_HEADERS + (TRUTH_HEADERS if truth else ())
     rows = []
     for s in summaries:
         ssim = "n/a" if s.ssim_mean is None else f"{s.ssim_mean:.4f} ± {_num(s.ssim_std)}"
@@ -102,12 +112,13 @@ def summary_section(summaries: Sequence[MethodSummary], excluded_site: str | Non
             (s.label, str(s.n_ok), str(s.n_error), ssim)
             + _distance_cells(s.mean_hist)
             + _distance_cells(s.per_image)
+            + ((_mean_std(s.ssim_truth, ".4f"), _mean_std(s.psnr_truth, ".2f")) if truth else ())
         )
     caption = Paragraph(
         "**Table 1.** Per harmonizer: images counted, SSIM(original, harmonized) mean ± std, and "
         "the histogram distance to the target site before and after harmonization."
     )
-    table = Table(SUMMARY_HEADERS, tuple(rows), (False,) + (True,) * (len(SUMMARY_HEADERS) - 1))
+    table = Table(headers, tuple(rows), (False,) + (True,) * (len(headers) - 1))
     explain = Paragraph(
         "Counted per configuration: the newest `ok` row of each image_id (re-runs and skipped rows "
         "do not count twice). SSIM(original, harmonized): mean ± population std over those images. "
@@ -116,6 +127,12 @@ def summary_section(summaries: Sequence[MethodSummary], excluded_site: str | Non
         "`hist_out`); reduction = (before − after) / before. **mean-hist**: distance of the mean "
         "histogram of the harmonized set; **per-image**: mean over images of each image's own "
         "distance (stricter: per-image spread does not cancel)."
+        + (
+            " **vs truth**: SSIM and PSNR (dB) of the harmonized image against the same patient "
+            "imaged at the target site (the labels table's `truth_path`), mean ± std."
+            if truth
+            else ""
+        )
     )
     notes = []
     for s in summaries:

@@ -13,9 +13,10 @@ histograms and the target site's mean histogram, BEFORE (original images, ``hist
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from harmonize.metrics.histogram import wasserstein_1d
 from harmonize.report.data import ConfigRows, TargetHistogram, stacked_histograms
@@ -49,6 +50,9 @@ class MethodSummary:
     target: TargetHistogram
     mean_hist: Distances | None  # None without target histogram or image histograms
     per_image: Distances | None
+    # Against the paired truth (rows whose labels table links one; finite values only).
+    ssim_truth: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    psnr_truth: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def ssim_mean(self) -> float | None:
@@ -66,10 +70,17 @@ def config_label(rows: ConfigRows, several_configs: bool) -> str:
     return f"{rows.method} ({rows.mode or '?'}, {(rows.config_hash or '?')[:8]})"
 
 
+def _finite(ok: pd.DataFrame, column: str) -> np.ndarray:
+    """The column's finite values (none when the rows lack the column)."""
+    if column not in ok:
+        return np.zeros(0)
+    values = ok[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    return values[np.isfinite(values)]
+
+
 def summarize(rows: ConfigRows, label: str, target: TargetHistogram) -> MethodSummary:
     ok = rows.ok
-    ssim = ok["ssim"].to_numpy(dtype=np.float64, na_value=np.nan)
-    ssim = ssim[np.isfinite(ssim)]
+    ssim = _finite(ok, "ssim")
     hist_in, hist_out = stacked_histograms(ok["hist_in"]), stacked_histograms(ok["hist_out"])
     paired = ~(np.isnan(hist_in).any(axis=1) | np.isnan(hist_out).any(axis=1))
     hist_in, hist_out = hist_in[paired], hist_out[paired]
@@ -95,4 +106,6 @@ def summarize(rows: ConfigRows, label: str, target: TargetHistogram) -> MethodSu
         target=target,
         mean_hist=mean_hist,
         per_image=per_image,
+        ssim_truth=_finite(ok, "ssim_truth"),
+        psnr_truth=_finite(ok, "psnr_truth"),
     )

@@ -16,6 +16,7 @@ from harmonize.dicom.decode import decode_dicom
 from harmonize.distributed.stream import RayStreamExecutor
 from harmonize.io.manifest import read_manifest
 from harmonize.methods.fit import fit_classical
+from harmonize.report import build_report
 from harmonize.run.local import LocalExecutor
 from harmonize.synth import synthesize_archive
 
@@ -65,3 +66,20 @@ def test_without_a_truth_the_columns_stay_empty(
     rows = read_manifest(str(tmp_path)).to_pandas()
     assert len(rows) == 4 and rows.truth_uri.isna().all() and rows.ssim_truth.isna().all()
     assert np.isfinite(rows.ssim).all()
+
+
+def test_the_report_gives_ssim_and_psnr_against_the_truth(
+    truth_archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, model = truth_archive
+    run_archive(root, model, tmp_path / "run")
+    rows = read_manifest(str(tmp_path / "run")).to_pandas()
+    report = build_report([str(tmp_path / "run")], str(tmp_path / "report"))
+    header = next(line for line in report.markdown.splitlines() if "SSIM vs truth" in line)
+    assert "PSNR vs truth (dB)" in header
+    ssim, psnr = rows.ssim_truth, rows.psnr_truth
+    row = next(line for line in report.markdown.splitlines() if line.startswith("| histogram"))
+    assert f"{ssim.mean():.4f} ± {ssim.std(ddof=0):.4f}" in row
+    assert f"{psnr.mean():.2f} ± {psnr.std(ddof=0):.2f}" in row
+    plain = build_report([str(tmp_path / "run")], str(tmp_path / "r2"), target_site=SOURCE)
+    assert "SSIM vs truth" not in plain.markdown  # no counted row has a truth
