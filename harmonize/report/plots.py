@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib
@@ -16,13 +17,14 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from harmonize.metrics.histogram import HIST_BINS
+from harmonize.metrics.histogram import HIST_BINS, wasserstein_1d
 from harmonize.report.auc import ClassifierTable  # noqa: E402
 from harmonize.report.summary import MethodSummary  # noqa: E402
 
 DPI = 110
 MONTAGE_SIDE = 192  # longest side of a montage tile, in pixels (block-mean downsampling)
 COLORS = [f"C{i}" for i in range(10)]  # the default colour cycle
+SAME_TARGET_W1 = 0.01  # target histograms closer than this (W1) are drawn as one
 
 
 def _png(fig: Figure) -> bytes:
@@ -38,14 +40,20 @@ def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
 
 
 def _targets(drawn: Sequence[MethodSummary]) -> list[np.ndarray]:
-    """The distinct target histograms of the configurations, normalized, in order."""
+    """The distinct target histograms of the configurations, normalized, in order: two model
+    cards' estimates of the same site (W1 below ``SAME_TARGET_W1``) count once."""
     out: list[np.ndarray] = []
     for s in drawn:
         if s.target.values is not None:
             target = s.target.values / s.target.values.sum()
-            if not any(np.allclose(target, t) for t in out):
+            if not any(wasserstein_1d(target, t) < SAME_TARGET_W1 for t in out):
                 out.append(target)
     return out
+
+
+def _wrapped(label: str, width: int = 14) -> str:
+    """A configuration label broken at spaces into lines of about ``width`` characters."""
+    return "\n".join(textwrap.wrap(label, width, break_long_words=False)) or label
 
 
 def _overlay_panel(ax: Axes, drawn: Sequence[tuple[int, MethodSummary]], edges: np.ndarray) -> None:
@@ -73,8 +81,13 @@ def histogram_figure(summaries: Sequence[MethodSummary]) -> bytes | None:
         return None
     overlay = len(drawn) > 1
     n_rows, n_cols = _grid(len(drawn) + overlay)
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(4.6 * n_cols, 3.2 * n_rows), sharex=True, squeeze=False
+    fig, axes = plt.subplots(  # constrained: no label runs into the panel below
+        n_rows,
+        n_cols,
+        figsize=(4.6 * n_cols, 3.4 * n_rows),
+        sharex=True,
+        squeeze=False,
+        layout="constrained",
     )
     edges = np.linspace(0.0, 1.0, HIST_BINS + 1)
     panels = list(axes.flat)
@@ -96,7 +109,7 @@ def histogram_figure(summaries: Sequence[MethodSummary]) -> bytes | None:
         ax.legend(fontsize=8, frameon=False)
     for ax in axes.flat[len(drawn) + overlay :]:
         ax.set_visible(False)
-    fig.suptitle("Mean intensity histograms (64 bins)", fontsize=11, y=1.03)
+    fig.suptitle("Mean intensity histograms (64 bins)", fontsize=11)
     return _png(fig)
 
 
@@ -131,15 +144,14 @@ def ssim_figure(summaries: Sequence[MethodSummary]) -> bytes | None:
     drawn = [s for s in summaries if s.ssim.size]
     if not drawn:
         return None
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(drawn) + 1.5), 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.9 * len(drawn) + 1.5), 3.8), layout="constrained")
     ax.boxplot([s.ssim for s in drawn], showmeans=True, showfliers=False, widths=0.5)
     rng = np.random.default_rng(0)  # fixed jitter: the same manifest gives the same picture
     for i, s in enumerate(drawn, start=1):
         x = i + rng.uniform(-0.12, 0.12, s.ssim.size)
         ax.scatter(x, s.ssim, s=8, alpha=0.5, color=COLORS[(i - 1) % len(COLORS)], zorder=3)
-    ax.set_xticks(
-        range(1, len(drawn) + 1), [f"{s.label}\n(n={s.ssim.size})" for s in drawn], fontsize=8
-    )
+    ticks = [f"{_wrapped(s.label)}\n(n={s.ssim.size})" for s in drawn]
+    ax.set_xticks(range(1, len(drawn) + 1), ticks, fontsize=8)
     ax.set_ylabel("SSIM(original, harmonized)")
     ax.set_title("SSIM per image", fontsize=11)
     ax.grid(axis="y", alpha=0.3)
@@ -169,26 +181,21 @@ def montage_figure(
     if not pairs:
         return None
     n_cols = 2 * max(len(images) for _, images in pairs)
-    fig, axes = plt.subplots(
-        len(pairs), n_cols, figsize=(1.7 * n_cols, 2.0 * len(pairs)), squeeze=False
+    fig, axes = plt.subplots(  # a first, narrower column holds each row's label, unrotated
+        len(pairs),
+        n_cols + 1,
+        figsize=(1.7 * n_cols + 1.3, 2.0 * len(pairs)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [0.75] + [1.0] * n_cols},
     )
     for row, (label, images) in zip(axes, pairs, strict=True):
         for ax in row:
             ax.axis("off")
+        row[0].text(0.95, 0.5, _wrapped(label, 12), ha="right", va="center", fontsize=9)
         for j, (image_id, before, after) in enumerate(images):
             for k, (pixels, name) in enumerate(((before, "original"), (after, "harmonized"))):
-                ax = row[2 * j + k]
+                ax = row[1 + 2 * j + k]
                 ax.imshow(pixels, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
                 ax.set_title(f"{name}\n…{image_id[-10:]}" if k == 0 else name, fontsize=7)
-        row[0].text(
-            -0.08,
-            0.5,
-            label,
-            transform=row[0].transAxes,
-            rotation=90,
-            ha="right",
-            va="center",
-            fontsize=9,
-        )
     fig.suptitle("Before / after", fontsize=11)
     return _png(fig)

@@ -27,7 +27,8 @@ def _num(value: float | None, spec: str = ".4f") -> str:
 
 
 def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.1f}%"
+    """A signed change, ``−93.6 %`` (a true minus sign: it cannot be read as a dash)."""
+    return "n/a" if value is None else f"{value:+.1f} %".replace("-", "\u2212")
 
 
 def inputs_section(manifest: pd.DataFrame, uris: Sequence[str]) -> Section:
@@ -82,7 +83,7 @@ def _mean_std(values: np.ndarray, spec: str) -> str:
 def _distance_cells(d: Distances | None) -> tuple[str, str, str]:
     if d is None:
         return "n/a", "n/a", "n/a"
-    return _num(d.before), _num(d.after), _percent(d.reduction_percent)
+    return _num(d.before), _num(d.after), _percent(d.change_percent)
 
 
 TRUTH_HEADERS = ("SSIM vs truth", "PSNR vs truth (dB)")
@@ -93,10 +94,10 @@ SUMMARY_HEADERS = (
     "SSIM mean ± std",
     "mean-hist W1 before",
     "mean-hist W1 after",
-    "mean-hist reduction",
+    "mean-hist change",
     "per-image W1 before",
     "per-image W1 after",
-    "per-image reduction",
+    "per-image change",
 )
 
 
@@ -124,7 +125,8 @@ def summary_section(summaries: Sequence[MethodSummary], excluded_site: str | Non
         "do not count twice). SSIM(original, harmonized): mean ± population std over those images. "
         "W1: Wasserstein-1 distance in display intensity (0..1) between 64-bin histograms and the "
         "target site's histogram, BEFORE (originals, `hist_in`) and AFTER (harmonized, "
-        "`hist_out`); reduction = (before − after) / before. **mean-hist**: distance of the mean "
+        "`hist_out`); change = (after − before) / before, negative when the harmonized images are "
+        "closer to the target. **mean-hist**: distance of the mean "
         "histogram of the harmonized set; **per-image**: mean over images of each image's own "
         "distance (stricter: per-image spread does not cancel)."
         + (

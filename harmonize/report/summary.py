@@ -30,9 +30,10 @@ class Distances:
     after: float
 
     @property
-    def reduction_percent(self) -> float | None:
-        """100 * (before - after) / before; ``None`` when before is 0."""
-        return 100.0 * (self.before - self.after) / self.before if self.before > 0 else None
+    def change_percent(self) -> float | None:
+        """100 * (after - before) / before: negative when harmonization brought the images
+        closer to the target; ``None`` when before is 0."""
+        return 100.0 * (self.after - self.before) / self.before if self.before > 0 else None
 
 
 @dataclass(frozen=True)

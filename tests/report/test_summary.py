@@ -81,8 +81,8 @@ def test_distances_equal_wasserstein_of_the_counted_histograms(
     assert s.per_image.after == pytest.approx(per_after, rel=1e-5)
     assert s.mean_hist.after < s.mean_hist.before  # the rows move toward the target
     row = section_rows(report.markdown, "Summary")["histogram"]
-    reduction = 100 * (before - after) / before
-    assert row[4:7] == [f"{before:.4f}", f"{after:.4f}", f"{reduction:+.1f}%"]
+    change = 100 * (after - before) / before
+    assert row[4:7] == [f"{before:.4f}", f"{after:.4f}", f"{change:+.1f} %".replace("-", "\u2212")]
     assert "model card" in report.markdown
 
 
