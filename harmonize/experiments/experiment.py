@@ -1,6 +1,7 @@
 """`harmonize experiment`: the paper's benchmark end to end on a synthetic two-site archive.
 
-    synth train/ and test/ archives (source + target site, labelled)
+    synth train/ and test/ archives (source + target site, labelled; the test split with the
+      source images' paired truth: the same patients imaged at the target site)
       → train the classifier on the target site's training images only
       → fit / train every method on unpaired training images (source → target)
       → run the source site's test images through each method, with the classifier
@@ -64,7 +65,9 @@ def _site_folder(site: str) -> str:
 def _synthesize(
     config: ExperimentConfig, out_uri: str, store: Storage, steps: _Steps, progress: bool
 ) -> dict[str, str]:
-    """The train/ and test/ archives (both sites, labelled); returns their URIs by split."""
+    """The train/ and test/ archives (both sites, labelled; the test split's source images
+    also imaged at the target site, the paired truth the runs measure against); returns their
+    URIs by split."""
     from harmonize.synth import synthesize_archive
 
     archives = {split: join(out_uri, "archive", split) for split in ("train", "test")}
@@ -85,6 +88,7 @@ def _synthesize(
             progress=progress,
             lesion_strength=config.lesion_strength,
             prevalence=config.prevalence,
+            truth_site=config.target_site if split == "test" else None,
         )
         done()
     return archives

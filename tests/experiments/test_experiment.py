@@ -22,8 +22,19 @@ def test_quick_experiment_writes_every_section_and_a_manifest_per_method(tmp_pat
     for uri in result.run_uris:
         df = read_manifest(uri).to_pandas()
         assert len(df) == 8 and (df.status == "ok").all() and df.score_out.notna().all()
+        # Source images are measured against their paired truth; target images are their own.
+        has_truth = Path(uri).name != "in-domain"
+        assert df.ssim_truth.notna().all() == has_truth and df.psnr_truth.notna().all() == has_truth
     markdown = result.report.markdown
-    for heading in ("## Summary", "**Table 1.**", "**Table 2.**", "in-domain", "original"):
+    headings = (
+        "## Summary",
+        "**Table 1.**",
+        "**Table 2.**",
+        "in-domain",
+        "original",
+        "SSIM vs truth",
+    )
+    for heading in headings:
         assert heading in markdown
     table = result.report.classifier
     assert table is not None
