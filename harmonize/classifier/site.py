@@ -14,9 +14,9 @@ Example::
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from harmonize.errors import ConfigError
@@ -56,8 +56,9 @@ def write_site_labels(
     return out_uri
 
 
-def site_auc(target_scores: Sequence[float], other_scores: Sequence[float]) -> float:
+def site_auc(target_scores: npt.ArrayLike, other_scores: npt.ArrayLike) -> float:
     """ROC AUC of telling target-site images (scores ``target_scores``) from the others'."""
-    scores = np.concatenate([np.asarray(target_scores), np.asarray(other_scores)])
-    labels = np.concatenate([np.ones(len(target_scores)), np.zeros(len(other_scores))])
+    target, other = np.ravel(target_scores), np.ravel(other_scores)
+    scores = np.concatenate([target, other])
+    labels = np.concatenate([np.ones(target.size), np.zeros(other.size)])
     return roc_auc(labels, scores)

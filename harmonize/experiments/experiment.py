@@ -2,11 +2,13 @@
 
     synth train/ and test/ archives (source + target site, labelled; the test split with the
       source images' paired truth: the same patients imaged at the target site)
-      → train the classifier on the target site's training images only
+      → train the classifier on the target site's training images only, and a site detector
+        on both sites' (which site is this image from?)
       → fit / train every method on unpaired training images (source → target)
       → run the source site's test images through each method, with the classifier
         (and the target site's test images once, for the in-domain AUC)
-      → one report over all those manifests (Tables 1 and 2, ROC, histograms)
+      → the site detector's AUC on the test originals and on each method's harmonized images
+      → one report over all those manifests (Tables 1, 2 and 3, ROC, histograms)
 
 Each step is the same function the CLI calls (``synthesize_archive``, ``train_classifier``,
 ``fit_classical``, ``training.gan.train``, ``run_harmonization``, ``build_report``), here in one
@@ -27,7 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from harmonize.classifier.config import ClassifierConfig
 from harmonize.experiments.config import ExperimentConfig
+from harmonize.experiments.site import site_aucs, site_section, train_site_detector
 from harmonize.io.storage import Storage, join
 from harmonize.models.registry import CLASSICAL, METHODS, NEURAL
 from harmonize.report import Report, build_report
@@ -94,17 +98,23 @@ def _synthesize(
     return archives
 
 
+def _classifier_settings(config: ExperimentConfig, store: Storage) -> ClassifierConfig:
+    """The classifier's training settings; the site detector trains with the same ones."""
+    from harmonize.classifier.config import load_classifier_config
+
+    return load_classifier_config(
+        config.classifier_config_path(), store, steps=config.classifier_steps
+    )
+
+
 def _train_classifier(
     config: ExperimentConfig, train_archive: str, model_uri: str, store: Storage, progress: bool
 ) -> float:
     """Train the classifier on the target site's training images; its validation AUC."""
-    from harmonize.classifier.config import load_classifier_config
     from harmonize.classifier.data import prepare_classifier_data
     from harmonize.classifier.training import train_classifier
 
-    settings = load_classifier_config(
-        config.classifier_config_path(), store, steps=config.classifier_steps
-    )
+    settings = _classifier_settings(config, store)
     data = prepare_classifier_data(
         join(train_archive, _site_folder(config.target_site)),
         join(train_archive, "labels.parquet"),
@@ -215,6 +225,15 @@ def run_experiment(
     echo(f"    validation AUC {classifier_auc:.3f}")
     done()
 
+    done = steps.start("site_detector", "training the site detector on both sites (train split)")
+    detector_uri = join(out_uri, "models", "site-detector")
+    target_name = _site_folder(config.target_site)
+    detector_auc = train_site_detector(
+        _classifier_settings(config, store), archives["train"], target_name, detector_uri, store
+    )
+    echo(f"    validation AUC {detector_auc:.3f}")
+    done()
+
     models: dict[str, str] = {}
     for method in config.methods:
         models[method] = join(out_uri, "models", method)
@@ -242,15 +261,33 @@ def run_experiment(
         echo(f"    {summary.line()}")
         done()
 
+    done = steps.start("site_aucs", "asking the site detector about every run's images")
+    source_test = join(archives["test"], _site_folder(config.source_site))
+    harmonized = {uri.rsplit("/", 1)[-1]: uri for uri in runs if not uri.endswith("/in-domain")}
+    site = site_aucs(
+        detector_uri,
+        join(archives["test"], target_name),
+        {"original": source_test},
+        harmonized,
+        store,
+    )
+    echo("    " + ", ".join(f"{name} {auc:.3f}" for name, auc in site.items()))
+    done()
+
     done = steps.start("report", "writing the report")
     report = build_report(
-        runs, join(out_uri, "report"), storage=store, target_site=config.target_site
+        runs,
+        join(out_uri, "report"),
+        storage=store,
+        target_site=config.target_site,
+        extra_sections=(site_section(site, detector_auc, target_name),),
     )
     done()
     steps.seconds["total"] = round(time.perf_counter() - steps.started, 3)
     record = {
         "config": config.to_dict(),
         "classifier_validation_auc": classifier_auc,
+        "site_detector": {"validation_auc": detector_auc, "auc": site},
         "models": models,
         "runs": runs,
         "seconds": steps.seconds,

@@ -97,6 +97,7 @@ def build_report(
     storage: Storage | None = None,
     *,
     target_site: str | None = None,
+    extra_sections: Sequence[Section] = (),
 ) -> Report:
     """Read the manifests under ``manifest_uris`` and write the report into ``out_dir``.
 
@@ -109,6 +110,8 @@ def build_report(
             out of the method table, its images' mean ``hist_in`` stands in for the target
             histogram of a model whose card has none, and its images' ``score_in`` give the
             in-domain AUC; the other sites' images are the source.
+        extra_sections: sections measured elsewhere (the experiment's site detector), placed
+            after the classifier's.
 
     Raises:
         HarmonizeError: there are no manifest rows under any of the URIs.
@@ -166,6 +169,7 @@ def build_report(
         summary_section(summaries, target_site),
         errors_section(summaries),
         classifier_section(classifier),
+        *extra_sections,
         figures_section(figures, figure_notes),
         inputs_section(manifest, manifest_uris),
     ]

@@ -3,6 +3,7 @@ and scored, every table and figure, and its record."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from harmonize.distributed.stream import make_executor
@@ -43,3 +44,8 @@ def test_quick_experiment_writes_every_section_and_a_manifest_per_method(tmp_pat
     for png in ("histograms.png", "ssim.png", "roc.png", "montage.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
     assert (tmp_path / "experiment.json").exists()
+    record = json.loads((tmp_path / "experiment.json").read_text())
+    site = record["site_detector"]["auc"]
+    assert set(site) == {"original", "histogram", "nyul", "cyclegan-curve", "unit-curve"}
+    assert all(0.0 <= auc <= 1.0 for auc in site.values())
+    assert "**Table 3.**" in markdown and f"| original | {site['original']:.3f} |" in markdown
