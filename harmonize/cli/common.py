@@ -121,7 +121,10 @@ def progress_option(default: bool = True) -> Callable[[F], F]:
 
 def address_option(function: F) -> F:
     """--address of the commands that run on Ray here (train, run)."""
-    return click.option("--address", help="Ray cluster address (default: local Ray).")(function)
+    return click.option(
+        "--address",
+        help="Ray cluster address [default: $RAY_ADDRESS, else a local Ray this command starts].",
+    )(function)
 
 
 def executor_option(

@@ -108,13 +108,17 @@ def _classifier_settings(config: ExperimentConfig, store: Storage) -> Classifier
 
 
 def _train_classifier(
-    config: ExperimentConfig, train_archive: str, model_uri: str, store: Storage, progress: bool
+    config: ExperimentConfig,
+    settings: ClassifierConfig,
+    train_archive: str,
+    model_uri: str,
+    store: Storage,
+    progress: bool,
 ) -> float:
     """Train the classifier on the target site's training images; its validation AUC."""
     from harmonize.classifier.data import prepare_classifier_data
     from harmonize.classifier.training import train_classifier
 
-    settings = _classifier_settings(config, store)
     data = prepare_classifier_data(
         join(train_archive, _site_folder(config.target_site)),
         join(train_archive, "labels.parquet"),
@@ -221,7 +225,10 @@ def run_experiment(
         "classifier", f"training the classifier on {config.target_site} (train split)"
     )
     classifier_uri = join(out_uri, "models", "classifier")
-    classifier_auc = _train_classifier(config, archives["train"], classifier_uri, store, progress)
+    settings = _classifier_settings(config, store)  # the site detector trains with them too
+    classifier_auc = _train_classifier(
+        config, settings, archives["train"], classifier_uri, store, progress
+    )
     echo(f"    validation AUC {classifier_auc:.3f}")
     done()
 
@@ -229,7 +236,7 @@ def run_experiment(
     detector_uri = join(out_uri, "models", "site-detector")
     target_name = _site_folder(config.target_site)
     detector_auc = train_site_detector(
-        _classifier_settings(config, store), archives["train"], target_name, detector_uri, store
+        settings, archives["train"], target_name, detector_uri, store, progress
     )
     echo(f"    validation AUC {detector_auc:.3f}")
     done()
@@ -244,7 +251,8 @@ def run_experiment(
     executor = executors(config.executor)
     options = RunOptions(labels_uri=join(archives["test"], "labels.parquet"), progress=progress)
     runs: list[str] = []
-    for run in _runs(config, archives["test"], models):
+    planned = _runs(config, archives["test"], models)
+    for run in planned:
         runs.append(join(out_uri, "runs", run.name))
         done = steps.start(f"run_{run.name}", f"{run.what}: {run.name}")
         summary = run_harmonization(
@@ -263,7 +271,11 @@ def run_experiment(
 
     done = steps.start("site_aucs", "asking the site detector about every run's images")
     source_test = join(archives["test"], _site_folder(config.source_site))
-    harmonized = {uri.rsplit("/", 1)[-1]: uri for uri in runs if not uri.endswith("/in-domain")}
+    harmonized = {  # the source's images through each method (not the in-domain run)
+        run.name: uri
+        for run, uri in zip(planned, runs, strict=True)
+        if run.input_uri == source_test
+    }
     site = site_aucs(
         detector_uri,
         join(archives["test"], target_name),

@@ -38,12 +38,14 @@ def train_site_detector(
     progress: bool = False,
 ) -> float:
     """Train the detector on every site of ``train_archive`` (1 = ``target_site``) into
-    ``model_uri``; returns its validation AUC."""
+    ``model_uri``, from scratch (as the experiment's classifier); returns its validation AUC."""
     labels = write_site_labels(train_archive, target_site, join(model_uri, SITE_LABELS), storage)
     data = prepare_classifier_data(
         train_archive, labels, settings.input_size, storage=storage, progress=progress
     )
-    result = train_classifier(settings, data, model_uri, storage=storage, progress=progress)
+    result = train_classifier(
+        settings, data, model_uri, storage=storage, resume=False, progress=progress
+    )
     return float((result.validation or {})["auc"])
 
 

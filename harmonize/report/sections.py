@@ -75,6 +75,7 @@ def inputs_section(manifest: pd.DataFrame, uris: Sequence[str]) -> Section:
 
 
 def _mean_std(values: np.ndarray, spec: str) -> str:
+    """``mean ± std`` (population std) of ``values``, or n/a when there are none."""
     if not values.size:
         return "n/a"
     return f"{format(float(values.mean()), spec)} ± {format(float(values.std()), spec)}"
@@ -108,9 +109,8 @@ def summary_section(summaries: Sequence[MethodSummary], excluded_site: str | Non
     headers = SUMMARY_HEADERS + (TRUTH_HEADERS if truth else ())
     rows = []
     for s in summaries:
-        ssim = "n/a" if s.ssim_mean is None else f"{s.ssim_mean:.4f} ± {_num(s.ssim_std)}"
         rows.append(
-            (s.label, str(s.n_ok), str(s.n_error), ssim)
+            (s.label, str(s.n_ok), str(s.n_error), _mean_std(s.ssim, ".4f"))
             + _distance_cells(s.mean_hist)
             + _distance_cells(s.per_image)
             + ((_mean_std(s.ssim_truth, ".4f"), _mean_std(s.psnr_truth, ".2f")) if truth else ())

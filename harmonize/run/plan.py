@@ -103,7 +103,7 @@ def read_run_labels(labels_uri: str | None, storage: Storage) -> tuple[Labels, T
     if not labels_uri:
         return {}, {}
     table = read_labels(labels_uri, storage)
-    root = storage.normalize(table_uri(labels_uri).rsplit("/", 1)[0])
+    root = storage.normalize(table_uri(labels_uri)).rsplit("/", 1)[0]  # the table's folder
     linked = table[table["path"].notna() & table["truth_path"].notna()]
     linked = linked[linked["path"] != linked["truth_path"]]  # an image is not its own test
     truths = {

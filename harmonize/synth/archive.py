@@ -8,6 +8,7 @@ sites or how many images are generated alongside it.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,33 +93,28 @@ def synthesize_image(
     key = site_key(profile.name)
     anatomy_rng = np.random.default_rng([seed, 0 if paired else key, index, 1])
     detector_rng = np.random.default_rng([seed, key, index, 2])
-    identity_rng = np.random.default_rng([seed, key, index, 3])
     patient = sample_patient(anatomy_rng, label, lesion_strength)
     attenuation = render_attenuation(patient, min(m, RENDER_MAX))
     dose = float(detector_rng.lognormal(0.0, 0.15))
-    pixels = to_stored(expose(attenuation, profile, detector_rng, m, dose), profile)
     prefix = "".join(part[:1] for part in profile.name.split("-")).upper()
-    identity = make_identity(
-        ["synth", seed, profile.name, index], identity_rng, patient.sex, patient.age, prefix
-    )
-    ds = build_dataset(pixels, profile, identity, exposure_mas=2.5 * dose)
-    same: SyntheticImage | None = None
-    if truth is not None:
-        truth_pixels = to_stored(
-            expose(attenuation, truth, np.random.default_rng([seed, key, index, 4]), m, dose), truth
-        )
-        truth_identity = make_identity(  # the patient's names and dates, new UIDs
-            ["synth-truth", seed, profile.name, truth.name, index],
-            np.random.default_rng([seed, key, index, 3]),
-            patient.sex,
-            patient.age,
-            prefix,
-        )
-        truth_ds = build_dataset(truth_pixels, truth, truth_identity, exposure_mas=2.5 * dose)
-        truth_dicom = encode(truth_ds, truth.transfer_syntax)
-        same = SyntheticImage(patient, truth_identity, truth_pixels, truth_dicom)
-    dicom = encode(ds, profile.transfer_syntax)
-    return SyntheticImage(patient, identity, pixels, dicom, same)
+
+    def acquire(
+        site: SiteProfile, rng: np.random.Generator, uid_key: list[object]
+    ) -> SyntheticImage:
+        """This patient's exposure through ``site``'s detector and processing, as DICOM; the
+        identity rng (names, dates) is the same for the image and its truth."""
+        pixels = to_stored(expose(attenuation, site, rng, m, dose), site)
+        identity_rng = np.random.default_rng([seed, key, index, 3])
+        identity = make_identity(uid_key, identity_rng, patient.sex, patient.age, prefix)
+        ds = build_dataset(pixels, site, identity, exposure_mas=2.5 * dose)
+        return SyntheticImage(patient, identity, pixels, encode(ds, site.transfer_syntax))
+
+    image = acquire(profile, detector_rng, ["synth", seed, profile.name, index])
+    if truth is None:
+        return image
+    truth_rng = np.random.default_rng([seed, key, index, 4])
+    same = acquire(truth, truth_rng, ["synth-truth", seed, profile.name, truth.name, index])
+    return dataclasses.replace(image, truth=same)
 
 
 def resolve_sites(sites: Sequence[str | SiteProfile]) -> list[SiteProfile]:

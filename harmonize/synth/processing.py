@@ -68,18 +68,8 @@ def band_weights(f: FloatArray, n_bands: int, finest_mm: float) -> list[FloatArr
     return weights
 
 
-def _filtered(image: FloatArray, gain: FloatArray) -> FloatArray:
-    """``image`` filtered by the real frequency response ``gain`` (reflect-padded so that the
-    FFT's wrap-around does not bleed one edge into the other)."""
-    pad = min(image.shape) // 4
-    padded = np.pad(image, pad, mode="reflect")
-    spectrum = np.fft.rfft2(padded) * gain
-    out = np.fft.irfft2(spectrum, s=padded.shape)
-    return out[pad:-pad, pad:-pad].astype(np.float32)
-
-
 @dataclass(frozen=True)
-class Bands:
+class Bands(Bounded):
     """Multi-scale band gains: band ``k`` (k = 0 finest) is centred on detail of size
     ``finest_mm * 2**k`` (a half period); ``residual_gain`` scales everything coarser than the
     last band, around the image's mean (so the mean level stays)."""
@@ -88,19 +78,19 @@ class Bands:
     finest_mm: float = 0.5
     residual_gain: float = 1.0
     kind: ClassVar[str] = "bands"
+    bounds = {"finest_mm": (0.05, 50), "residual_gain": (0, 10)}
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.gains, (list, tuple)) or not 1 <= len(self.gains) <= 8:
             raise FieldError(
                 f"bands gains must be a list of 1 to 8 numbers, got {self.gains!r}", "gains"
             )
         gains = tuple(check_number("bands", "gains", g, low=0, high=10) for g in self.gains)
         set_field(self, "gains", gains)
-        check_number("bands", "finest_mm", self.finest_mm, low=0.05, high=50)
-        check_number("bands", "residual_gain", self.residual_gain, low=0, high=10)
 
     def response(self, shape: tuple[int, int], pixel_mm: float) -> FloatArray:
-        """The stage's frequency response on ``rfft2`` bins of ``shape`` (before padding)."""
+        """The stage's frequency response on the ``rfft2`` bins of ``shape``."""
         weights = band_weights(frequencies(shape, pixel_mm), len(self.gains), self.finest_mm)
         total = np.zeros_like(weights[0])
         for weight, g in zip(weights, [*self.gains, self.residual_gain], strict=True):
@@ -108,11 +98,13 @@ class Bands:
         return total
 
     def __call__(self, image: FloatArray, pixel_mm: float, rng: np.random.Generator) -> FloatArray:
+        # Reflect-padded, so that the FFT's wrap-around does not bleed one edge into the other.
         pad = min(image.shape) // 4
-        shape = (image.shape[0] + 2 * pad, image.shape[1] + 2 * pad)
         mean = np.float32(image.mean())
-        out = _filtered(image - mean, self.response(shape, pixel_mm))
-        return out + mean
+        padded = np.pad(image - mean, pad, mode="reflect")
+        spectrum = np.fft.rfft2(padded) * self.response(padded.shape, pixel_mm)
+        out = np.fft.irfft2(spectrum, s=padded.shape)[pad:-pad, pad:-pad]
+        return out.astype(np.float32) + mean
 
 
 @dataclass(frozen=True)
@@ -292,7 +284,7 @@ def apply_stages(
     """``image`` through every stage in order, clipped to [0, 1] at the end."""
     if not stages:
         return image
-    out = image.astype(np.float32, copy=True)
+    out = image
     for stage in stages:
         out = stage(out, pixel_mm, rng)
     return np.clip(out, 0.0, 1.0, dtype=np.float32)
