@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import io
+from collections.abc import Collection
 
 import numpy as np
 import numpy.typing as npt
@@ -25,16 +26,21 @@ from harmonize.io.storage import Storage
 from harmonize.metrics.roc import roc_auc
 
 
-def site_labels(table: pd.DataFrame, target_site: str) -> pd.DataFrame:
+def site_labels(
+    table: pd.DataFrame, target_site: str, sources: Collection[str] | None = None
+) -> pd.DataFrame:
     """The labels table relabelled by site: 1 for ``target_site``'s images, 0 for the others'
-    (rows without a site are left out; findings do not matter here).
+    (only ``sources``' when given; rows without a site are left out; findings do not matter
+    here).
 
     Raises:
         ConfigError: the table has no image of the target site, or none of another site.
     """
     known = table[table["site"].notna()]
+    if sources is not None:
+        known = known[known["site"].isin([target_site, *sources])]
     is_target = known["site"] == target_site
-    sites = sorted(set(known["site"].astype(str)))
+    sites = sorted(set(table["site"].dropna().astype(str)))
     if not is_target.any() or is_target.all():
         raise ConfigError(
             f'a site detector needs images of "{target_site}" and of another site; the labels '
@@ -44,12 +50,16 @@ def site_labels(table: pd.DataFrame, target_site: str) -> pd.DataFrame:
 
 
 def write_site_labels(
-    archive_uri: str, target_site: str, out_uri: str, storage: Storage | None = None
+    archive_uri: str,
+    target_site: str,
+    out_uri: str,
+    storage: Storage | None = None,
+    sources: Collection[str] | None = None,
 ) -> str:
     """``site_labels`` of the archive's labels table, written as Parquet to ``out_uri`` (a
     labels table the classifier's data preparation reads); returns ``out_uri``."""
     store = storage or Storage()
-    table = site_labels(read_labels(archive_uri, store), target_site)
+    table = site_labels(read_labels(archive_uri, store), target_site, sources)
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
     store.write(out_uri, buffer.getvalue())

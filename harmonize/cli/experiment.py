@@ -18,10 +18,21 @@ from harmonize.cli.common import (
     progress_option,
     storage,
 )
+from harmonize.cli.synth import Site, builtin_sites
 from harmonize.experiments.config import QUICK, ExperimentConfig, neural_modes
 from harmonize.models.registry import NEURAL, method_names
 
 DEFAULTS = ExperimentConfig.defaults()
+#: The flags that shape a synthetic archive, refused with a user's own (--source ...).
+SYNTHETIC_ONLY = {
+    "n_train": "--n-train",
+    "n_test": "--n-test",
+    "matrix": "--matrix",
+    "seed": "--seed",
+    "source_sites": "--source-profile",
+    "target_site": "--target-profile",
+    "lesion_strength": "--lesion-strength",
+}
 CONFIG_DEFAULT = "the config's"
 
 
@@ -58,6 +69,21 @@ EXPERIMENT_OPTIONS = [
     field_option("--n-test", "n_test", "Test images per site", type=click.IntRange(4)),
     field_option("--matrix", "matrix", "Image side (px)", type=click.IntRange(64, 8192)),
     field_option("--seed", "seed", "Training archive seed (test: seed + 1)", type=int),
+    field_option("--source-profile", "source_sites", "A source site profile: one shift family, "
+                 f"one report each ({', '.join(builtin_sites())} or a YAML) (repeat)",
+                 multiple=True, type=Site()),
+    field_option("--target-profile", "target_site", "The target site profile", type=Site()),
+    click.option("--source", "source_uri", type=URI, help="Your own source site's archive "
+                 "(folder or s3:// prefix of DICOM), instead of synthetic sites; with --target "
+                 "and --labels."),
+    click.option("--target", "target_uri", type=URI, help="Your own target site's archive."),
+    click.option("--labels", "labels_uri", type=URI, help="The labels table of both archives' "
+                 "images: image_id (SOPInstanceUID), label (1 = finding), optional truth_path."),
+    click.option("--truth", "truth_uri", type=URI, help="Folder of the source images' truth "
+                 "images (the same patients at the target site): the labels' truth_path is "
+                 "relative to it, else the same relative path as under --source."),
+    field_option("--test-fraction", "test_fraction", "Share of your images in the test split "
+                 "(by a hash of image_id)", type=click.FloatRange(0.05, 0.95)),
     field_option("--method", "methods", "Methods to compare (repeat)", multiple=True,
                  type=METHOD_CHOICE),
     field_option("--mode", "modes", "Output modes of the neural methods (repeat)", multiple=True,
@@ -83,12 +109,20 @@ EXPERIMENT_OPTIONS = [
 @options(EXPERIMENT_OPTIONS)
 @click.pass_context
 def experiment(ctx: click.Context, out_uri: str, quick: bool, progress: bool, **flags: Any) -> None:
-    """The paper's benchmark end to end: synth, classifier, every method, runs, report."""
+    """The paper's benchmark end to end: synth (or split your own archives), classifier, site
+    detector, every method, runs, one report per source site."""
     from harmonize.distributed.stream import make_executor
     from harmonize.experiments.experiment import run_experiment
 
     overrides = {k: v for k, v in flags.items() if v is not None and v != ()}
-    for key in ("methods", "modes"):
+    synthetic_only = sorted(set(overrides) & set(SYNTHETIC_ONLY))
+    if "source_uri" in overrides and synthetic_only:
+        given = ", ".join(SYNTHETIC_ONLY[k] for k in synthetic_only)
+        raise click.UsageError(
+            f"{given} describe synthetic sites; leave them out with --source/--target/--labels "
+            "(your archives' own images are split and used)"
+        )
+    for key in ("methods", "modes", "source_sites"):
         if key in overrides:
             overrides[key] = tuple(dict.fromkeys(overrides[key]))
     config = ExperimentConfig.quick(**overrides) if quick else ExperimentConfig(**overrides)
@@ -100,9 +134,11 @@ def experiment(ctx: click.Context, out_uri: str, quick: bool, progress: bool, **
         echo=click.echo,
         progress=progress,
     )
-    click.echo("")
-    click.echo(result.report.markdown)
-    click.echo(f"open the report: {result.report.html_path}")
+    for family in result.families:
+        click.echo(f"\n## {family.source} → {family.target}\n")
+        click.echo(family.report.markdown)
+    for family in result.families:
+        click.echo(f"open the report of {family.source}: {family.report.html_path}")
 
 
 @click.command()

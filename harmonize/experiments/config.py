@@ -43,7 +43,15 @@ class ExperimentConfig:
         n_test: test images per site (scored; never trained on).
         matrix: image side in pixels (the profiles' own sizes are 2048-2560).
         seed: the training archive's seed; the test archive uses ``seed + 1``.
-        source_site, target_site: built-in profile names (or YAML paths).
+        source_sites: the source sites, built-in profile names (or YAML paths): one shift
+            family each, every family against the same target site (one table each).
+        target_site: the target site's profile name (or YAML path).
+        source_uri, target_uri, labels_uri: a user's own two-site data instead of synthetic
+            sites: the two archives (folders or s3:// prefixes of DICOM) and a labels table of
+            their images (image_id = SOPInstanceUID, label); split by a hash of image_id
+            (``harmonize.experiments.split``). The sizes, seed and findings then do not apply.
+        truth_uri: where the source images' truth images lie (see ``split_archive``).
+        test_fraction: the share of a user's images that the hash sends to the test split.
         methods: registered methods to compare.
         modes: output modes of the neural methods (``curve`` and/or ``direct``).
         gan_configs: (method, YAML) pairs: the training config of a neural method, a path, an
@@ -66,8 +74,13 @@ class ExperimentConfig:
     n_test: int = 200
     matrix: int = 512
     seed: int = 0
-    source_site: str = "mc-like"
+    source_sites: tuple[str, ...] = ("mc-like",)
     target_site: str = "shenzhen-like"
+    source_uri: str | None = None
+    target_uri: str | None = None
+    labels_uri: str | None = None
+    truth_uri: str | None = None
+    test_fraction: float = 0.4
     methods: tuple[str, ...] = tuple(method_names())
     modes: tuple[str, ...] = ("curve", "direct")
     gan_configs: tuple[tuple[str, str], ...] = ()
@@ -83,10 +96,18 @@ class ExperimentConfig:
             check_int("experiment", name, getattr(self, name), low=4)
         check_int("experiment", "matrix", self.matrix, low=64, high=8192)
         check_int("experiment", "seed", self.seed)
-        for name in ("source_site", "target_site"):
-            check_text("experiment", name, getattr(self, name))
-        if self.source_site == self.target_site:
-            raise ConfigError("experiment source_site and target_site must differ")
+        check_text("experiment", "target_site", self.target_site)
+        sources = tuple(dict.fromkeys(str(s) for s in self.source_sites))
+        if not sources:
+            raise ConfigError("experiment source_sites must name at least one site profile")
+        for source in sources:
+            check_text("experiment", "source_sites", source)
+        if self.target_site in sources:
+            raise ConfigError(
+                f'experiment source_sites must not name the target site "{self.target_site}"'
+            )
+        set_field(self, "source_sites", sources)
+        self._check_user_archive()
         for name, choices in (("methods", method_names()), ("modes", neural_modes())):
             values = tuple(getattr(self, name))
             if not values:
@@ -107,6 +128,26 @@ class ExperimentConfig:
         check_choice("experiment", "executor", self.executor, EXECUTORS)
         check_number("experiment", "lesion_strength", self.lesion_strength, low=0)
         check_number("experiment", "prevalence", self.prevalence, low=0, high=1)
+
+    def _check_user_archive(self) -> None:
+        uris = {n: getattr(self, n) for n in ("source_uri", "target_uri", "labels_uri")}
+        given = [n for n, v in uris.items() if v is not None]
+        if given and len(given) < len(uris):
+            missing = ", ".join(n for n in uris if n not in given)
+            raise ConfigError(
+                f"experiment on a user's archive needs source_uri, target_uri and labels_uri; "
+                f"{missing} missing"
+            )
+        for name in [*given, *(["truth_uri"] if self.truth_uri is not None else [])]:
+            check_text("experiment", name, getattr(self, name))
+        if self.truth_uri is not None and not given:
+            raise ConfigError("experiment truth_uri needs source_uri, target_uri and labels_uri")
+        check_number("experiment", "test_fraction", self.test_fraction, low=0.05, high=0.95)
+
+    @property
+    def user_archive(self) -> bool:
+        """Whether the experiment runs on a user's data (``source_uri`` ...), not synthetic."""
+        return self.source_uri is not None
 
     def gan_config(self, method: str) -> str:
         """The training config of ``method``: its path or URI (a packaged name resolved)."""

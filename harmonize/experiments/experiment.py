@@ -1,14 +1,17 @@
-"""`harmonize experiment`: the paper's benchmark end to end on a synthetic two-site archive.
+"""`harmonize experiment`: the paper's benchmark end to end, on synthetic sites or a user's own
+two-site data.
 
-    synth train/ and test/ archives (source + target site, labelled; the test split with the
-      source images' paired truth: the same patients imaged at the target site)
-      → train the classifier on the target site's training images only, and a site detector
-        on both sites' (which site is this image from?)
-      → fit / train every method on unpaired training images (source → target)
-      → run the source site's test images through each method, with the classifier
-        (and the target site's test images once, for the in-domain AUC)
-      → the site detector's AUC on the test originals and on each method's harmonized images
-      → one report over all those manifests (Tables 1, 2 and 3, ROC, histograms)
+    the train/ and test/ archives: synthesized (the target site and one source site per shift
+      family, labelled; the test split with the source images' paired truth: the same patients
+      imaged at the target site), or a user's source and target archives split by a hash of
+      image_id (``harmonize.experiments.split``)
+      → train the classifier on the target site's training images only (once)
+      → per family (source site): a site detector on both sites' training images (which site
+        is this image from?); every method fitted / trained on unpaired training images
+        (source → target); the source's test images through each method, with the classifier;
+        the site detector's AUC on the test originals and on each method's harmonized images
+      → the target site's test images once, for the in-domain AUC
+      → one report per family (Tables 1, 2 and 3, ROC, histograms) under OUT/report/SOURCE/
 
 Each step is the same function the CLI calls (``synthesize_archive``, ``train_classifier``,
 ``fit_classical``, ``training.gan.train``, ``run_harmonization``, ``build_report``), here in one
@@ -32,8 +35,9 @@ from typing import Any, NamedTuple
 from harmonize.classifier.config import ClassifierConfig
 from harmonize.experiments.config import ExperimentConfig
 from harmonize.experiments.site import site_aucs, site_section, train_site_detector
+from harmonize.experiments.training import classifier_settings, fit, train_target_classifier
 from harmonize.io.storage import Storage, join
-from harmonize.models.registry import CLASSICAL, METHODS, NEURAL
+from harmonize.models.registry import METHODS, NEURAL
 from harmonize.report import Report, build_report
 from harmonize.run.orchestrate import ExecutorFactory, run_harmonization
 from harmonize.run.spec import RunOptions
@@ -59,6 +63,15 @@ class _Steps:
         return done
 
 
+class Archives(NamedTuple):
+    """The experiment's train/ and test/ archives and their site folders."""
+
+    train: str
+    test: str
+    target: str  # the target site's folder (and ``site`` in the labels tables)
+    sources: tuple[str, ...]  # each shift family's source site folder
+
+
 def _site_folder(site: str) -> str:
     """The archive folder of a site given by name or YAML path (synth writes OUT/<name>/)."""
     from harmonize.synth import load_profile
@@ -68,13 +81,13 @@ def _site_folder(site: str) -> str:
 
 def _synthesize(
     config: ExperimentConfig, out_uri: str, store: Storage, steps: _Steps, progress: bool
-) -> dict[str, str]:
-    """The train/ and test/ archives (both sites, labelled; the test split's source images
-    also imaged at the target site, the paired truth the runs measure against); returns their
-    URIs by split."""
+) -> Archives:
+    """The train/ and test/ archives (the target and every source site, labelled; the test
+    split's source images also imaged at the target site, the paired truth the runs measure
+    against)."""
     from harmonize.synth import synthesize_archive
 
-    archives = {split: join(out_uri, "archive", split) for split in ("train", "test")}
+    uris = {split: join(out_uri, "archive", split) for split in ("train", "test")}
     for split, seed, n in (
         ("train", config.seed, config.n_train),
         ("test", config.seed + 1, config.n_test),
@@ -83,8 +96,8 @@ def _synthesize(
             f"synth_{split}", f"synthesizing the {split} archive: {n} images per site"
         )
         synthesize_archive(
-            archives[split],
-            [config.target_site, config.source_site],
+            uris[split],
+            [config.target_site, *config.source_sites],
             n,
             seed=seed,
             storage=store,
@@ -95,113 +108,188 @@ def _synthesize(
             truth_site=config.target_site if split == "test" else None,
         )
         done()
-    return archives
+    sources = tuple(_site_folder(s) for s in config.source_sites)
+    return Archives(uris["train"], uris["test"], _site_folder(config.target_site), sources)
 
 
-def _classifier_settings(config: ExperimentConfig, store: Storage) -> ClassifierConfig:
-    """The classifier's training settings; the site detector trains with the same ones."""
-    from harmonize.classifier.config import load_classifier_config
+def _split(config: ExperimentConfig, out_uri: str, store: Storage, steps: _Steps) -> Archives:
+    """A user's two archives split into train/ and test/ by a hash of image_id."""
+    from harmonize.experiments.split import split_archive
 
-    return load_classifier_config(
-        config.classifier_config_path(), store, steps=config.classifier_steps
-    )
-
-
-def _train_classifier(
-    config: ExperimentConfig,
-    settings: ClassifierConfig,
-    train_archive: str,
-    model_uri: str,
-    store: Storage,
-    progress: bool,
-) -> float:
-    """Train the classifier on the target site's training images; its validation AUC."""
-    from harmonize.classifier.data import prepare_classifier_data
-    from harmonize.classifier.training import train_classifier
-
-    data = prepare_classifier_data(
-        join(train_archive, _site_folder(config.target_site)),
-        join(train_archive, "labels.parquet"),
-        settings.input_size,
+    assert config.source_uri and config.target_uri and config.labels_uri
+    done = steps.start("split", "splitting the archives by a hash of image_id")
+    split = split_archive(
+        config.source_uri,
+        config.target_uri,
+        config.labels_uri,
+        join(out_uri, "archive"),
+        truth_uri=config.truth_uri,
+        test_fraction=config.test_fraction,
         storage=store,
-        progress=progress,
+        echo=steps.echo,
     )
-    result = train_classifier(
-        settings, data, model_uri, storage=store, resume=False, progress=progress
-    )
-    return float((result.validation or {})["auc"])
-
-
-def _fit(
-    config: ExperimentConfig,
-    method: str,
-    train_archive: str,
-    model_uri: str,
-    store: Storage,
-    echo: Echo,
-    progress: bool,
-) -> None:
-    """Fit a classical method on the target site's training images, or train a neural one on
-    both sites'."""
-    from harmonize.methods.fit import fit_classical
-    from harmonize.training.config import load_train_config
-    from harmonize.training.data import prepare_training_data
-    from harmonize.training.gan import train
-
-    source = join(train_archive, _site_folder(config.source_site))
-    target = join(train_archive, _site_folder(config.target_site))
-    if METHODS[method].kind == CLASSICAL:
-        fit_classical(method, target, model_uri, storage=store, progress=progress)
-        return
-    gan_config = load_train_config(
-        config.gan_config(method), store, method=method, steps=config.gan_steps
-    )
-    data = prepare_training_data(
-        source, target, gan_config.load_size, storage=store, progress=progress
-    )
-    result = train(gan_config, data, model_uri, storage=store, resume=False, progress=progress)
-    if result.validation:
-        echo(
-            f"    validation SSIM {result.validation['ssim_mean']:.3f}, W1 to target "
-            f"{result.validation['w1_to_target_before']:.3f} → "
-            f"{result.validation['w1_to_target_after']:.3f}"
-        )
+    steps.echo(f"    {split.line()}")
+    done()
+    return Archives(split.train, split.test, split.target, (split.source,))
 
 
 class _Run(NamedTuple):
-    name: str  # the folder under OUT/runs/
+    uri: str  # the run's output folder
     input_uri: str
     method: str
+    model_uri: str
     mode: str
     what: str  # what the step says
 
 
-def _runs(config: ExperimentConfig, test_archive: str, models: dict[str, str]) -> list[_Run]:
-    """Every run: the source's test images through every method and mode, then the target's
-    once through any method (the report reads their score_in as the in-domain AUC)."""
-    source_test = join(test_archive, _site_folder(config.source_site))
-    what = f"harmonizing the {config.source_site} test images"
+def _family_runs(
+    config: ExperimentConfig, source_test: str, family_uri: str, models: dict[str, str]
+) -> list[_Run]:
+    """The source's test images through every method and mode of one family."""
+    what = f"harmonizing the {source_test.rsplit('/', 1)[-1]} test images"
     runs = []
-    for method in models:
-        if METHODS[method].kind == NEURAL:
-            runs += [_Run(f"{method}-{m}", source_test, method, m, what) for m in config.modes]
-        else:
-            runs.append(_Run(method, source_test, method, "direct", what))
-    if models:
-        target_test = join(test_archive, _site_folder(config.target_site))
-        in_domain = f"scoring the {config.target_site} test images (in-domain)"
-        runs.append(_Run("in-domain", target_test, next(iter(models)), "direct", in_domain))
+    for method, model in models.items():
+        modes = config.modes if METHODS[method].kind == NEURAL else ("direct",)
+        for mode in modes:
+            name = f"{method}-{mode}" if METHODS[method].kind == NEURAL else method
+            runs.append(_Run(join(family_uri, name), source_test, method, model, mode, what))
     return runs
+
+
+def _execute(run: _Run, executor: Any, classifier_uri: str, store: Storage, options: RunOptions,
+             steps: _Steps, key: str) -> None:  # fmt: skip
+    done = steps.start(f"run_{key}", f"{run.what}: {key}")
+    summary = run_harmonization(
+        input_uri=run.input_uri,
+        out_uri=run.uri,
+        method=run.method,
+        model_uri=run.model_uri,
+        executor=executor,
+        mode=run.mode,
+        classifier_uri=classifier_uri,
+        storage=store,
+        options=options,
+    )
+    steps.echo(f"    {summary.line()}")
+    done()
+
+
+class _Measured(NamedTuple):
+    source: str
+    target: str
+    models: dict[str, str]
+    runs: tuple[str, ...]
+    site_detector: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FamilyResult:
+    """One shift family (source site → the target site): its runs, site AUCs and report."""
+
+    source: str
+    target: str
+    models: dict[str, str]
+    runs: tuple[str, ...]
+    site_detector: dict[str, Any]
+    report: Report
 
 
 @dataclass(frozen=True)
 class ExperimentResult:
-    """Where an experiment wrote its results, its report and the seconds of each step."""
+    """Where an experiment wrote its results, each family's report and the seconds of each
+    step (``report``: the first family's)."""
 
     out_uri: str
-    report: Report
-    run_uris: tuple[str, ...]
+    families: tuple[FamilyResult, ...]
     seconds: dict[str, float]
+
+    @property
+    def report(self) -> Report:
+        return self.families[0].report
+
+    @property
+    def run_uris(self) -> tuple[str, ...]:
+        return tuple(uri for f in self.families for uri in f.runs)
+
+
+class _Shared(NamedTuple):
+    """What every family of one experiment uses."""
+
+    archives: Archives
+    settings: ClassifierConfig
+    classifier_uri: str
+    in_domain_uri: str
+    options: RunOptions
+
+
+def _family(
+    config: ExperimentConfig,
+    shared: _Shared,
+    source: str,
+    out_uri: str,
+    executor: Any,
+    store: Storage,
+    steps: _Steps,
+    progress: bool,
+) -> _Measured:
+    """One family: its site detector, every method fitted, the runs and the site AUCs (its
+    folders: OUT/models/SOURCE/ and OUT/runs/SOURCE/; its report: ``_report``)."""
+    archives = shared.archives
+    done = steps.start(
+        f"site_detector_{source}", f"training the site detector: {source} or {archives.target}?"
+    )
+    detector_uri = join(out_uri, "models", source, "site-detector")
+    detector_auc = train_site_detector(
+        shared.settings, archives.train, archives.target, detector_uri, store, progress,
+        sources=(source,),
+    )  # fmt: skip
+    steps.echo(f"    validation AUC {detector_auc:.3f}")
+    done()
+
+    models: dict[str, str] = {}
+    for method in config.methods:
+        models[method] = join(out_uri, "models", source, method)
+        done = steps.start(f"fit_{source}_{method}", f"fitting {method} ({source} → target)")
+        fit(
+            config, method, join(archives.train, source), join(archives.train, archives.target),
+            models[method], store, steps.echo, progress,
+        )  # fmt: skip
+        done()
+
+    source_test = join(archives.test, source)
+    runs = _family_runs(config, source_test, join(out_uri, "runs", source), models)
+    for run in runs:
+        key = f"{source}_{run.uri.rsplit('/', 1)[-1]}"
+        _execute(run, executor, shared.classifier_uri, store, shared.options, steps, key)
+
+    done = steps.start(f"site_aucs_{source}", "asking the site detector about every run's images")
+    harmonized = {run.uri.rsplit("/", 1)[-1]: run.uri for run in runs}
+    site = site_aucs(
+        detector_uri, join(archives.test, archives.target), {"original": source_test},
+        harmonized, store,
+    )  # fmt: skip
+    steps.echo("    " + ", ".join(f"{name} {auc:.3f}" for name, auc in site.items()))
+    done()
+
+    detector = {"validation_auc": detector_auc, "auc": site}
+    return _Measured(source, archives.target, models, tuple(r.uri for r in runs), detector)
+
+
+def _report(measured: _Measured, shared: _Shared, out_uri: str, store: Storage,
+            steps: _Steps) -> FamilyResult:  # fmt: skip
+    """The family's report: its runs and the in-domain run, with its site-detector table."""
+    source, target = measured.source, shared.archives.target
+    done = steps.start(f"report_{source}", f"writing the report of {source} → {target}")
+    detector = measured.site_detector
+    report = build_report(
+        [*measured.runs, shared.in_domain_uri],
+        join(out_uri, "report", source),
+        storage=store,
+        target_site=target,
+        extra_sections=(site_section(detector["auc"], detector["validation_auc"], target),),
+    )
+    done()
+    return FamilyResult(*measured, report=report)
 
 
 def run_experiment(
@@ -213,97 +301,59 @@ def run_experiment(
     echo: Callable[[str], Any] = print,
     progress: bool = False,
 ) -> ExperimentResult:
-    """Run the whole benchmark into ``out_uri`` (archive/, models/, runs/, report/,
-    experiment.json); returns where everything went and the report. ``executors`` makes the
-    runs' executor from ``config.executor`` (the command line passes the distributed stream's
-    ``make_executor``)."""
+    """Run the whole benchmark into ``out_uri`` (archive/, models/, runs/, report/ — one
+    folder per family under the last three — and experiment.json); returns where everything
+    went and each family's report. ``executors`` makes the runs' executor from
+    ``config.executor`` (the command line passes the distributed stream's ``make_executor``)."""
     store = storage or Storage()
     steps = _Steps(echo)
-    archives = _synthesize(config, out_uri, store, steps, progress)
+    if config.user_archive:
+        archives = _split(config, out_uri, store, steps)
+    else:
+        archives = _synthesize(config, out_uri, store, steps, progress)
 
-    done = steps.start(
-        "classifier", f"training the classifier on {config.target_site} (train split)"
-    )
+    done = steps.start("classifier", f"training the classifier on {archives.target} (train split)")
     classifier_uri = join(out_uri, "models", "classifier")
-    settings = _classifier_settings(config, store)  # the site detector trains with them too
-    classifier_auc = _train_classifier(
-        config, settings, archives["train"], classifier_uri, store, progress
+    settings = classifier_settings(config, store)  # the site detectors train with them too
+    classifier_auc = train_target_classifier(
+        settings, archives.train, archives.target, classifier_uri, store, progress
     )
     echo(f"    validation AUC {classifier_auc:.3f}")
     done()
 
-    done = steps.start("site_detector", "training the site detector on both sites (train split)")
-    detector_uri = join(out_uri, "models", "site-detector")
-    target_name = _site_folder(config.target_site)
-    detector_auc = train_site_detector(
-        settings, archives["train"], target_name, detector_uri, store, progress
-    )
-    echo(f"    validation AUC {detector_auc:.3f}")
-    done()
-
-    models: dict[str, str] = {}
-    for method in config.methods:
-        models[method] = join(out_uri, "models", method)
-        done = steps.start(f"fit_{method}", f"fitting {method} ({config.source_site} → target)")
-        _fit(config, method, archives["train"], models[method], store, echo, progress)
-        done()
-
     executor = executors(config.executor)
-    options = RunOptions(labels_uri=join(archives["test"], "labels.parquet"), progress=progress)
-    runs: list[str] = []
-    planned = _runs(config, archives["test"], models)
-    for run in planned:
-        runs.append(join(out_uri, "runs", run.name))
-        done = steps.start(f"run_{run.name}", f"{run.what}: {run.name}")
-        summary = run_harmonization(
-            input_uri=run.input_uri,
-            out_uri=runs[-1],
-            method=run.method,
-            model_uri=models[run.method],
-            executor=executor,
-            mode=run.mode,
-            classifier_uri=classifier_uri,
-            storage=store,
-            options=options,
-        )
-        echo(f"    {summary.line()}")
-        done()
-
-    done = steps.start("site_aucs", "asking the site detector about every run's images")
-    source_test = join(archives["test"], _site_folder(config.source_site))
-    harmonized = {  # the source's images through each method (not the in-domain run)
-        run.name: uri
-        for run, uri in zip(planned, runs, strict=True)
-        if run.input_uri == source_test
-    }
-    site = site_aucs(
-        detector_uri,
-        join(archives["test"], target_name),
-        {"original": source_test},
-        harmonized,
-        store,
+    options = RunOptions(labels_uri=join(archives.test, "labels.parquet"), progress=progress)
+    shared = _Shared(
+        archives, settings, classifier_uri, join(out_uri, "runs", "in-domain"), options
     )
-    echo("    " + ", ".join(f"{name} {auc:.3f}" for name, auc in site.items()))
-    done()
+    measured = []
+    for source in archives.sources:
+        measured.append(_family(config, shared, source, out_uri, executor, store, steps, progress))
+        if len(measured) == 1:  # the target's test images once, through any model
+            method, model = next(iter(measured[0].models.items()))
+            in_domain = _Run(
+                shared.in_domain_uri, join(archives.test, archives.target), method, model,
+                "direct", f"scoring the {archives.target} test images (in-domain)",
+            )  # fmt: skip
+            _execute(in_domain, executor, classifier_uri, store, options, steps, "in-domain")
+    families = tuple(_report(m, shared, out_uri, store, steps) for m in measured)
 
-    done = steps.start("report", "writing the report")
-    report = build_report(
-        runs,
-        join(out_uri, "report"),
-        storage=store,
-        target_site=config.target_site,
-        extra_sections=(site_section(site, detector_auc, target_name),),
-    )
-    done()
     steps.seconds["total"] = round(time.perf_counter() - steps.started, 3)
     record = {
         "config": config.to_dict(),
         "classifier_validation_auc": classifier_auc,
-        "site_detector": {"validation_auc": detector_auc, "auc": site},
-        "models": models,
-        "runs": runs,
+        "in_domain_run": shared.in_domain_uri,
+        "families": {
+            f.source: {
+                "target": archives.target,
+                "site_detector": f.site_detector,
+                "models": f.models,
+                "runs": list(f.runs),
+                "report": f.report.html_path,
+            }
+            for f in families
+        },
         "seconds": steps.seconds,
-        "report": report.html_path,
     }
     store.write_text(join(out_uri, RESULTS_FILE), json.dumps(record, indent=2) + "\n")
-    return ExperimentResult(out_uri, report, tuple(runs), steps.seconds)
+    return ExperimentResult(out_uri, families, steps.seconds)

@@ -11,7 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
@@ -36,10 +36,14 @@ def train_site_detector(
     model_uri: str,
     storage: Storage,
     progress: bool = False,
+    sources: Collection[str] | None = None,
 ) -> float:
-    """Train the detector on every site of ``train_archive`` (1 = ``target_site``) into
-    ``model_uri``, from scratch (as the experiment's classifier); returns its validation AUC."""
-    labels = write_site_labels(train_archive, target_site, join(model_uri, SITE_LABELS), storage)
+    """Train the detector on the sites of ``train_archive`` (1 = ``target_site``; the others:
+    ``sources``, default every other site) into ``model_uri``, from scratch (as the
+    experiment's classifier); returns its validation AUC."""
+    labels = write_site_labels(
+        train_archive, target_site, join(model_uri, SITE_LABELS), storage, sources=sources
+    )
     data = prepare_classifier_data(
         train_archive, labels, settings.input_size, storage=storage, progress=progress
     )

@@ -44,7 +44,9 @@ def experiments(monkeypatch: pytest.MonkeyPatch) -> list[tuple[ExperimentConfig,
 
     def fake(config: ExperimentConfig, out_uri: str, **_: Any) -> Any:
         seen.append((config, out_uri))
-        return SimpleNamespace(report=SimpleNamespace(markdown="# report", html_path="r.html"))
+        report = SimpleNamespace(markdown="# report", html_path="r.html")
+        family = SimpleNamespace(source="s", target="t", report=report)
+        return SimpleNamespace(families=[family])
 
     monkeypatch.setattr(module, "run_experiment", fake)
     return seen
@@ -70,6 +72,30 @@ def test_options_become_the_experiment_config(
         executor="local",
     )
     assert quick_out == str(tmp_path / "out" / "y")
+
+
+def test_sites_and_a_users_archive_become_the_config(
+    experiments: list[tuple[ExperimentConfig, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    families = ["--source-profile", "raw-dr", "--source-profile", "cr-grid"]
+    families += ["--source-profile", "raw-dr", "--target-profile", "processed-dr"]
+    assert run_cli("experiment", "--out", "o", *families) == 0
+    user = ["--source", "a", "--target", "s3://b/t", "--labels", "l.csv", "--truth", "tr"]
+    assert run_cli("experiment", "--out", "o", *user, "--test-fraction", "0.25") == 0
+    (synthetic, _), (own, _) = experiments
+    assert synthetic == ExperimentConfig(
+        source_sites=("raw-dr", "cr-grid"), target_site="processed-dr"
+    )
+    assert own == ExperimentConfig(
+        source_uri=str(tmp_path / "a"),
+        target_uri="s3://b/t",
+        labels_uri=str(tmp_path / "l.csv"),
+        truth_uri=str(tmp_path / "tr"),
+        test_fraction=0.25,
+    )
 
 
 @pytest.mark.parametrize("value", ["histogram=x.yaml", "cyclegan", "cyclegan=", "gan=a.yaml"])

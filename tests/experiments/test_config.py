@@ -37,6 +37,13 @@ def test_given_configs_may_be_packaged_names_paths_or_uris() -> None:
     assert config.classifier_config_path() == "my/classifier.yaml"
 
 
+def test_source_sites_keep_their_order_once_each() -> None:
+    config = ExperimentConfig(source_sites=["raw-dr", "cr-grid", "raw-dr"])
+    assert config.source_sites == ("raw-dr", "cr-grid") and not config.user_archive
+    user = ExperimentConfig(source_uri="s", target_uri="t", labels_uri="l")
+    assert user.user_archive and user.truth_uri is None
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -44,8 +51,16 @@ def test_given_configs_may_be_packaged_names_paths_or_uris() -> None:
         ({"n_test": True}, "experiment n_test must be an integer >= 4, got True"),
         ({"matrix": 32}, "experiment matrix must be an integer in [64, 8192], got 32"),
         ({"seed": 1.5}, "experiment seed must be an integer, got 1.5"),
-        ({"target_site": "mc-like"}, "source_site and target_site must differ"),
-        ({"source_site": ""}, "experiment source_site must be a non-empty string"),
+        ({"target_site": "mc-like"}, 'source_sites must not name the target site "mc-like"'),
+        ({"source_sites": ("",)}, "experiment source_sites must be a non-empty string"),
+        ({"source_sites": ()}, "experiment source_sites must name at least one site profile"),
+        (
+            {"source_uri": "a", "target_uri": "b"},
+            "needs source_uri, target_uri and labels_uri; labels_uri missing",
+        ),
+        ({"truth_uri": "t"}, "experiment truth_uri needs source_uri, target_uri and labels_uri"),
+        ({"source_uri": "a", "target_uri": "b", "labels_uri": " "}, "labels_uri must be a non"),
+        ({"test_fraction": 0.99}, "experiment test_fraction must be a number in [0.05, 0.95]"),
         ({"methods": ("histogram", "gan")}, "experiment methods must be one of histogram, nyul"),
         ({"methods": ()}, "experiment methods must name at least one of"),
         ({"modes": ("tiled",)}, "experiment modes must be one of direct, curve, got 'tiled'"),

@@ -1,51 +1,109 @@
-"""The quick benchmark experiment makes a full report: a manifest per method with every row ok
-and scored, every table and figure, and its record."""
+"""The quick benchmark experiment makes a full report per shift family (a manifest per method
+with every row ok and scored, every table and figure) and its record, on synthetic sites and on
+a user's own archive (written by synth, then passed as user data)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
+import pytest
+
 from harmonize.distributed.stream import make_executor
 from harmonize.experiments.config import ExperimentConfig
 from harmonize.experiments.experiment import run_experiment
+from harmonize.experiments.split import split_of
 from harmonize.io.manifest import read_manifest
 from harmonize.io.storage import Storage
+from harmonize.synth import synthesize_archive
+
+from conftest import SOURCE, TARGET, run_cli
+
+FAMILIES = (SOURCE, "raw-dr")
 
 
-def test_quick_experiment_writes_every_section_and_a_manifest_per_method(tmp_path: Path) -> None:
-    config = ExperimentConfig.quick(n_train=8, n_test=8, matrix=96, executor="local")
+def _runs(record: dict, family: str) -> dict[str, str]:
+    return {Path(uri).name: uri for uri in record["families"][family]["runs"]}
+
+
+def test_quick_experiment_writes_a_report_per_family(tmp_path: Path) -> None:
+    config = ExperimentConfig.quick(
+        n_train=8, n_test=8, matrix=96, executor="local", source_sites=FAMILIES
+    )
     result = run_experiment(
         config, str(tmp_path), executors=make_executor, storage=Storage(), echo=lambda _: None
     )
-    names = {Path(uri).name for uri in result.run_uris}
-    assert names == {"histogram", "nyul", "cyclegan-curve", "unit-curve", "in-domain"}
-    for uri in result.run_uris:
-        df = read_manifest(uri).to_pandas()
-        assert len(df) == 8 and (df.status == "ok").all() and df.score_out.notna().all()
-        # Source images are measured against their paired truth; target images are their own.
-        has_truth = Path(uri).name != "in-domain"
-        assert df.ssim_truth.notna().all() == has_truth and df.psnr_truth.notna().all() == has_truth
-    markdown = result.report.markdown
-    headings = (
-        "## Summary",
-        "**Table 1.**",
-        "**Table 2.**",
-        "in-domain",
-        "original",
-        "SSIM vs truth",
-    )
-    for heading in headings:
-        assert heading in markdown
-    table = result.report.classifier
-    assert table is not None
-    assert {row.condition for row in table.rows} >= {"histogram", "nyul", "cyclegan", "unit"}
-    assert table.row("target") is not None and table.row("source") is not None
-    for png in ("histograms.png", "ssim.png", "roc.png", "montage.png"):
-        assert (tmp_path / "report" / png).stat().st_size > 1000
-    assert (tmp_path / "experiment.json").exists()
     record = json.loads((tmp_path / "experiment.json").read_text())
-    site = record["site_detector"]["auc"]
-    assert set(site) == {"original", "histogram", "nyul", "cyclegan-curve", "unit-curve"}
-    assert all(0.0 <= auc <= 1.0 for auc in site.values())
-    assert "**Table 3.**" in markdown and f"| original | {site['original']:.3f} |" in markdown
+    assert [f.source for f in result.families] == list(FAMILIES) == list(record["families"])
+    in_domain = read_manifest(record["in_domain_run"]).to_pandas()
+    assert len(in_domain) == 8 and (in_domain.site == TARGET).all()
+    assert in_domain.ssim_truth.isna().all()  # a target image is its own truth
+    for family in result.families:
+        runs = _runs(record, family.source)
+        assert set(runs) == {"histogram", "nyul", "cyclegan-curve", "unit-curve"}
+        assert all(Path(uri).parent.name == family.source for uri in runs.values())
+        for uri in runs.values():
+            df = read_manifest(uri).to_pandas()
+            assert len(df) == 8 and (df.status == "ok").all() and df.score_out.notna().all()
+            assert (df.site == family.source).all()
+            # Source images are measured against their paired truth.
+            assert df.ssim_truth.notna().all() and df.psnr_truth.notna().all()
+        markdown = family.report.markdown
+        for heading in ("## Summary", "**Table 1.**", "**Table 2.**", "SSIM vs truth"):
+            assert heading in markdown
+        assert f'original (source site "{family.source}")' in markdown
+        assert f'in-domain (target site "{TARGET}")' in markdown
+        table = family.report.classifier
+        assert table is not None
+        assert {row.condition for row in table.rows} >= {"histogram", "nyul", "cyclegan", "unit"}
+        report_dir = tmp_path / "report" / family.source
+        for png in ("histograms.png", "ssim.png", "roc.png", "montage.png"):
+            assert (report_dir / png).stat().st_size > 1000
+        site = record["families"][family.source]["site_detector"]["auc"]
+        assert set(site) == {"original", *runs}
+        assert all(0.0 <= auc <= 1.0 for auc in site.values())
+        assert "**Table 3.**" in markdown and f"| original | {site['original']:.3f} |" in markdown
+        # Each family's detector learnt its own source site against the target, no other.
+        detector = pd.read_parquet(
+            tmp_path / "models" / family.source / "site-detector" / "site-labels.parquet"
+        )
+        assert set(detector.site) == {TARGET, family.source}
+
+
+@pytest.mark.slow
+def test_quick_experiment_on_a_users_archive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = tmp_path / "hospital"
+    synthesize_archive(
+        str(user), [TARGET, SOURCE], 16, seed=11, matrix=96, progress=False, truth_site=TARGET
+    )
+    out = tmp_path / "experiment"
+    args = ["--source", str(user / SOURCE), "--target", str(user / TARGET), "--labels", str(user)]
+    args += ["--method", "histogram", "--method", "cyclegan", "--executor", "local"]
+    assert run_cli("experiment", "--out", str(out), "--quick", *args) == 0
+    printed = capsys.readouterr().out
+    assert f"## {SOURCE} → {TARGET}" in printed and "**Table 3.**" in printed
+    record = json.loads((out / "experiment.json").read_text())
+    assert record["config"]["source_uri"] == str(user / SOURCE)
+    labels = pd.read_parquet(user / "labels.parquet")
+    test_ids = {i for i in labels.image_id if split_of(i, 0.4) == "test"}
+    for name, uri in _runs(record, SOURCE).items():
+        df = read_manifest(uri).to_pandas()
+        source_test = labels[(labels.site == SOURCE) & labels.image_id.isin(test_ids)]
+        assert sorted(df.image_id) == sorted(source_test.image_id), name  # the hash's test split
+        assert (df.status == "ok").all() and df.ssim_truth.notna().all()
+    in_domain = read_manifest(record["in_domain_run"]).to_pandas()
+    target_test = labels[(labels.site == TARGET) & labels.image_id.isin(test_ids)]
+    assert sorted(in_domain.image_id) == sorted(target_test.image_id)
+
+
+@pytest.mark.parametrize("flag", [["--n-train", "8"], ["--source-profile", "raw-dr"]])
+def test_synthetic_flags_are_refused_with_a_users_archive(
+    flag: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--source", "a", "--target", "b", "--labels", "l.csv", *flag]
+    assert run_cli("experiment", "--out", str(tmp_path), *args) == 2
+    err = capsys.readouterr().err
+    assert f"{flag[0]} describe synthetic sites; leave them out with --source" in err
