@@ -5,6 +5,9 @@ Rows, each counting one row per ``image_id`` (images are matched on ``image_id``
 order):
 
 - **in-domain**: ``score_in`` of the target site's images (the classifier on its own site);
+- **in-domain, harmonized by M**: ``score_out`` of the target site's images that a run passed
+  through method M (a harmonizer should leave the target's own images as the classifier knows
+  them: this AUC should stay at the in-domain one);
 - **original**: ``score_in`` of the source images (every site but the target), whatever run or
   method scored them; when runs disagree on an image's ``score_in`` by more than
   `SCORE_TOLERANCE`, the newest row's value is used and a note says so;
@@ -38,7 +41,9 @@ from harmonize.report.summary import MethodSummary
 SCORE_TOLERANCE = 1e-6  # score_in values of one image that differ by more are reported
 CI_LEVEL = 0.95
 
-Kind = Literal["target", "source", "config"]
+#: target: in-domain originals; target-harmonized: the target's images through a method (what
+#: a harmonizer does to images already of the target site); source: originals; config: a method.
+Kind = Literal["target", "target-harmonized", "source", "config"]
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,31 @@ def _site_row(
     )
 
 
+def _target_harmonized(
+    manifest: pd.DataFrame, in_target: pd.Series, labels: pd.DataFrame
+) -> list[AucRow]:
+    """A ``score_out`` row per method (and mode) that harmonized target-site images: a method
+    should leave the target site's own images as the classifier knows them."""
+    rows = manifest[in_target & (manifest["status"] == STATUS_OK) & manifest["image_id"].notna()]
+    rows = rows.assign(_score=_numeric(rows["score_out"]))
+    rows = rows[np.isfinite(rows["_score"])]
+    several_modes = rows.groupby("method")["mode"].nunique().gt(1)
+    out = []
+    for (method, mode), group in rows.groupby(["method", "mode"], sort=True, dropna=False):
+        newest = _newest_first(group, "_score").drop_duplicates("image_id", keep="first")
+        images = newest[["image_id", "_score"]].rename(columns={"_score": "score_out"})
+        data, no_label, no_score = _with_labels(images, labels, "score_out")
+        auc, ci, roc = _auc_cells(data)
+        name = f"{method} ({mode})" if several_modes.get(method, False) else str(method)
+        out.append(
+            AucRow(
+                f"in-domain, harmonized by {name}", "target-harmonized", "score_out", data,
+                LeftOut(0, no_label, no_score), auc, ci, roc,
+            )
+        )  # fmt: skip
+    return out
+
+
 def _paired_change(row: pd.DataFrame, original: AucRow | None) -> tuple[AucDifference | None, int]:
     """Paired DeLong (score_out - score_in) on the images counted both in ``row`` (image_id,
     label, score_out) and in the original row, aligned by an explicit merge on image_id."""
@@ -264,6 +294,7 @@ def classifier_table(
             notes.append(f'No rows of the target site "{target_site}": no in-domain row.')
         else:
             rows.append(target)
+            rows += _target_harmonized(manifest, sites == target_site, labels)
         source_sites = sorted(sites[sites != target_site].dropna().unique())
         names = ", ".join(f'"{s}"' for s in source_sites) or "none"
         condition = f"original (source site{'s' if len(source_sites) > 1 else ''} {names})"

@@ -121,7 +121,11 @@ def roc_figure(table: ClassifierTable | None) -> bytes | None:
         return None
     fig, ax = plt.subplots(figsize=(5.2, 5.0))
     ax.plot([0, 1], [0, 1], color="0.75", linewidth=0.8, linestyle=":", label="chance")
-    styles = {"source": ("0.45", "--", 1.8), "target": ("black", "-", 1.8)}
+    styles = {
+        "source": ("0.45", "--", 1.8),
+        "target": ("black", "-", 1.8),
+        "target-harmonized": ("black", ":", 1.4),
+    }
     for row in drawn:
         assert row.roc is not None and row.auc is not None
         fpr, tpr = row.roc

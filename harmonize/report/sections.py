@@ -225,9 +225,11 @@ def classifier_section(table: ClassifierTable | None) -> Section | None:
         return None
     caption = Paragraph(
         "**Table 2.** ROC AUC of the target-site classifier: on the target site's own images "
-        "(in-domain), on the source images as they are (original, `score_in`) and after each "
-        "harmonizer (`score_out`). One row per image_id; 95% CI by DeLong's method. ΔAUC = AUC "
-        "harmonized − AUC original on the same images (paired DeLong test; p two-sided)."
+        "(in-domain; and, where a run passed them through a harmonizer, after it: it should "
+        "leave them as they are), on the source images as they are (original, `score_in`) and "
+        "after each harmonizer (`score_out`). One row per image_id; 95% CI by DeLong's method. "
+        "ΔAUC = AUC harmonized − AUC original on the same images (paired DeLong test; p "
+        "two-sided)."
     )
     rows = tuple(_classifier_cells(r) for r in table.rows)
     numeric = (False, False) + (True,) * (len(CLASSIFIER_HEADERS) - 2)

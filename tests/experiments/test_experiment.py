@@ -54,6 +54,7 @@ def test_quick_experiment_writes_a_report_per_family(tmp_path: Path) -> None:
             assert heading in markdown
         assert f'original (source site "{family.source}")' in markdown
         assert f'in-domain (target site "{TARGET}")' in markdown
+        assert "in-domain, harmonized by histogram" in markdown  # the in-domain run's method
         table = family.report.classifier
         assert table is not None
         assert {row.condition for row in table.rows} >= {"histogram", "nyul", "cyclegan", "unit"}

@@ -114,6 +114,7 @@ def test_table_2_equals_sklearn_on_the_rows_joined_by_image_id(tmp_path: Path) -
     by_name = {r.condition: r for r in table.rows}
     assert list(by_name) == [
         'in-domain (target site "shenzhen-like")',
+        "in-domain, harmonized by histogram",  # run-a passed the target images through it
         'original (source site "mc-like")',
         "histogram",
         "nyul",
@@ -123,6 +124,7 @@ def test_table_2_equals_sklearn_on_the_rows_joined_by_image_id(tmp_path: Path) -
     histogram_ids = [i for i in original_ids if i not in (NO_SCORE_OUT, ERROR_IN_A)]
     expected = {
         'in-domain (target site "shenzhen-like")': (TARGET_IDS, truth["score_in"]),
+        "in-domain, harmonized by histogram": (TARGET_IDS, truth["histogram"]),
         'original (source site "mc-like")': (original_ids, original_scores),
         "histogram": (histogram_ids, truth["histogram"]),
         "nyul": (original_ids, truth["nyul"]),
@@ -216,7 +218,7 @@ def test_table_2_does_not_depend_on_row_order(tmp_path: Path) -> None:
         r.markdown.split("## Classifier ROC AUC", 1)[1].split("\n## ", 1)[0] for r in reports
     ]
     assert sections[0] == sections[1] == sections[2]
-    assert len(section_rows(reports[0].markdown, "Classifier ROC AUC")) == 4
+    assert len(section_rows(reports[0].markdown, "Classifier ROC AUC")) == 5
 
 
 def test_table_2_without_target_site_and_with_one_class(tmp_path: Path) -> None:
