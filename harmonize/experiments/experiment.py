@@ -116,30 +116,24 @@ def _split(config: ExperimentConfig, out_uri: str, store: Storage, steps: _Steps
     """A user's two archives split into train/ and test/ by a hash of image_id."""
     from harmonize.experiments.split import split_archive
 
-    assert config.source_uri and config.target_uri and config.labels_uri
     done = steps.start("split", "splitting the archives by a hash of image_id")
-    split = split_archive(
-        config.source_uri,
-        config.target_uri,
-        config.labels_uri,
-        join(out_uri, "archive"),
-        truth_uri=config.truth_uri,
-        test_fraction=config.test_fraction,
-        storage=store,
-        echo=steps.echo,
-    )
+    split = split_archive(config, join(out_uri, "archive"), store, steps.echo)
     steps.echo(f"    {split.line()}")
     done()
     return Archives(split.train, split.test, split.target, (split.source,))
 
 
 class _Run(NamedTuple):
-    uri: str  # the run's output folder
+    out_uri: str  # the run's output folder
     input_uri: str
     method: str
     model_uri: str
     mode: str
     what: str  # what the step says
+
+    def arguments(self) -> dict[str, str]:
+        """The ``run_harmonization`` arguments this run names."""
+        return {k: v for k, v in self._asdict().items() if k != "what"}
 
 
 def _family_runs(
@@ -160,16 +154,9 @@ def _execute(run: _Run, executor: Any, classifier_uri: str, store: Storage, opti
              steps: _Steps, key: str) -> None:  # fmt: skip
     done = steps.start(f"run_{key}", f"{run.what}: {key}")
     summary = run_harmonization(
-        input_uri=run.input_uri,
-        out_uri=run.uri,
-        method=run.method,
-        model_uri=run.model_uri,
-        executor=executor,
-        mode=run.mode,
-        classifier_uri=classifier_uri,
-        storage=store,
+        **run.arguments(), executor=executor, classifier_uri=classifier_uri, storage=store,
         options=options,
-    )
+    )  # fmt: skip
     steps.echo(f"    {summary.line()}")
     done()
 
@@ -259,11 +246,11 @@ def _family(
     source_test = join(archives.test, source)
     runs = _family_runs(config, source_test, join(out_uri, "runs", source), models)
     for run in runs:
-        key = f"{source}_{run.uri.rsplit('/', 1)[-1]}"
+        key = f"{source}_{run.out_uri.rsplit('/', 1)[-1]}"
         _execute(run, executor, shared.classifier_uri, store, shared.options, steps, key)
 
     done = steps.start(f"site_aucs_{source}", "asking the site detector about every run's images")
-    harmonized = {run.uri.rsplit("/", 1)[-1]: run.uri for run in runs}
+    harmonized = {run.out_uri.rsplit("/", 1)[-1]: run.out_uri for run in runs}
     site = site_aucs(
         detector_uri, join(archives.test, archives.target), {"original": source_test},
         harmonized, store,
@@ -272,7 +259,7 @@ def _family(
     done()
 
     detector = {"validation_auc": detector_auc, "auc": site}
-    return _Measured(source, archives.target, models, tuple(r.uri for r in runs), detector)
+    return _Measured(source, archives.target, models, tuple(r.out_uri for r in runs), detector)
 
 
 def _report(measured: _Measured, shared: _Shared, out_uri: str, store: Storage,

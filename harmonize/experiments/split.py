@@ -15,8 +15,9 @@ labels table's folder); else, with ``truth_uri``, the image at the same relative
 
 Example::
 
-    split = split_archive("s3://pacs/montgomery", "s3://pacs/shenzhen", "s3://pacs/labels.csv",
-                          "s3://work/experiment/archive")
+    config = ExperimentConfig(source_uri="s3://pacs/montgomery", target_uri="s3://pacs/shenzhen",
+                              labels_uri="s3://pacs/labels.csv")
+    split = split_archive(config, "s3://work/experiment/archive")
     split.train, split.test, split.source, split.target  # archive URIs, site folder names
 """
 
@@ -34,6 +35,7 @@ import pandas as pd
 import pydicom
 
 from harmonize.errors import ConfigError
+from harmonize.experiments.config import ExperimentConfig
 from harmonize.io.archive import list_images
 from harmonize.io.labels import PARQUET_NAME, labels_frame, read_labels, table_uri
 from harmonize.io.storage import Storage, join
@@ -112,22 +114,22 @@ class _Truths:
 
 
 def split_archive(
-    source_uri: str,
-    target_uri: str,
-    labels_uri: str,
+    config: ExperimentConfig,
     out_uri: str,
-    *,
-    truth_uri: str | None = None,
-    test_fraction: float = 0.4,
     storage: Storage | None = None,
     echo: Callable[[str], Any] = lambda _: None,
 ) -> SplitArchive:
-    """Copy both sites' images into ``out_uri``/train and ``out_uri``/test (see the module
-    docstring); returns where they went.
+    """Copy the images of ``config.source_uri`` and ``config.target_uri`` into ``out_uri``/train
+    and ``out_uri``/test (``config.labels_uri``, ``truth_uri`` and ``test_fraction``: see the
+    module docstring); returns where they went.
 
     Raises:
         ConfigError: a site has no image, or no image of a split has a label.
     """
+    source_uri, target_uri, labels_uri = config.source_uri, config.target_uri, config.labels_uri
+    if source_uri is None or target_uri is None or labels_uri is None:
+        raise ConfigError("split_archive needs a config with source_uri, target_uri, labels_uri")
+    truth_uri, test_fraction = config.truth_uri, config.test_fraction
     store = storage or Storage()
     table = read_labels(labels_uri, store)
     label_of = {str(i): v for i, v in zip(table["image_id"], table["label"], strict=True)}

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from harmonize.errors import ConfigError
+from harmonize.experiments.config import ExperimentConfig
 from harmonize.experiments.split import site_names, split_archive, split_of
 from harmonize.io.labels import read_labels
 from harmonize.synth import synthesize_archive
@@ -27,6 +28,13 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
         str(out), [TARGET, SOURCE], 10, seed=3, matrix=64, progress=False, truth_site=TARGET
     )
     return out
+
+
+def _user(source: Path, target: Path, labels: Path, **more: object) -> ExperimentConfig:
+    """The experiment on a user's archives (``harmonize experiment --source ...``)."""
+    return ExperimentConfig(
+        source_uri=str(source), target_uri=str(target), labels_uri=str(labels), **more
+    )
 
 
 def test_split_of_is_the_hash_of_the_image_id() -> None:
@@ -49,10 +57,8 @@ def test_every_image_lands_in_one_split_with_its_label_and_truth(
     archive: Path, tmp_path: Path
 ) -> None:
     original = read_labels(str(archive)).set_index("image_id")
-    split = split_archive(
-        str(archive / SOURCE), str(archive / TARGET), str(archive), str(tmp_path / "out"),
-        test_fraction=0.5,
-    )  # fmt: skip
+    config = _user(archive / SOURCE, archive / TARGET, archive, test_fraction=0.5)
+    split = split_archive(config, str(tmp_path / "out"))
     assert (split.source, split.target) == (SOURCE, TARGET)
     seen = []
     for name in ("train", "test"):
@@ -87,10 +93,8 @@ def test_truth_in_a_parallel_folder_and_unreadable_objects(archive: Path, tmp_pa
         shutil.copy(archive / by_path[f"{SOURCE}/{image.name}"], truth / image.name)
     plain = tmp_path / "labels.csv"
     labels.drop(columns=["truth_path", "path"]).to_csv(plain, index=False)
-    split = split_archive(
-        str(source), str(archive / TARGET), str(plain), str(tmp_path / "out"),
-        truth_uri=str(truth), test_fraction=0.5,
-    )  # fmt: skip
+    config = _user(source, archive / TARGET, plain, truth_uri=str(truth), test_fraction=0.5)
+    split = split_archive(config, str(tmp_path / "out"))
     assert split.source == "site-a" and split.unreadable == (str(source / "broken.dcm"),)
     assert "left out 1 objects that are not DICOM images" in split.line()
     test = read_labels(str(tmp_path / "out" / "test"))
@@ -107,6 +111,6 @@ def test_labels_that_match_no_image_are_refused(archive: Path, tmp_path: Path) -
     wrong = tmp_path / "labels.csv"
     pd.DataFrame({"image_id": ["1.2.3", "1.2.4"], "label": [0, 1]}).to_csv(wrong, index=False)
     with pytest.raises(ConfigError) as info:
-        split_archive(str(archive / SOURCE), str(archive / TARGET), str(wrong), str(tmp_path / "o"))
+        split_archive(_user(archive / SOURCE, archive / TARGET, wrong), str(tmp_path / "o"))
     message = str(info.value)
     assert "has a label" in message and "SOPInstanceUID" in message and "\n" not in message
