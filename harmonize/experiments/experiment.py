@@ -8,9 +8,10 @@ two-site data.
       → train the classifier on the target site's training images only (once)
       → per family (source site): a site detector on both sites' training images (which site
         is this image from?); every method fitted / trained on unpaired training images
-        (source → target); the source's test images through each method, with the classifier;
-        the site detector's AUC on the test originals and on each method's harmonized images
-      → the target site's test images once, for the in-domain AUC
+        (source → target); the source's test images through each method, with the classifier,
+        and the target's (the in-domain AUC, and what each method does to images that already
+        look right); the site detector's AUC on the test originals and on each method's
+        harmonized images
       → one report per family (Tables 1, 2 and 3, ROC, histograms) under OUT/report/SOURCE/
 
 Each step is the same function the CLI calls (``synthesize_archive``, ``train_classifier``,
@@ -166,17 +167,20 @@ class _Measured(NamedTuple):
     target: str
     models: dict[str, str]
     runs: tuple[str, ...]
+    in_domain_runs: tuple[str, ...]
     site_detector: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class FamilyResult:
-    """One shift family (source site → the target site): its runs, site AUCs and report."""
+    """One shift family (source site → the target site): its runs (the source's test images
+    through each method and mode), in-domain runs (the target's), site AUCs and report."""
 
     source: str
     target: str
     models: dict[str, str]
     runs: tuple[str, ...]
+    in_domain_runs: tuple[str, ...]
     site_detector: dict[str, Any]
     report: Report
 
@@ -205,7 +209,6 @@ class _Shared(NamedTuple):
     archives: Archives
     settings: ClassifierConfig
     classifier_uri: str
-    in_domain_uri: str
     options: RunOptions
 
 
@@ -245,8 +248,14 @@ def _family(
 
     source_test = join(archives.test, source)
     runs = _family_runs(config, source_test, join(out_uri, "runs", source), models)
-    for run in runs:
-        key = f"{source}_{run.out_uri.rsplit('/', 1)[-1]}"
+    # The target's own test images through every method too: the in-domain AUC, and what
+    # each method does to images that already look right (it should change nothing).
+    in_domain = _family_runs(
+        config, join(archives.test, archives.target),
+        join(out_uri, "runs", source, "in-domain"), models,
+    )  # fmt: skip
+    for run in [*runs, *in_domain]:
+        key = run.out_uri.removeprefix(join(out_uri, "runs") + "/").replace("/", "_")
         _execute(run, executor, shared.classifier_uri, store, shared.options, steps, key)
 
     done = steps.start(f"site_aucs_{source}", "asking the site detector about every run's images")
@@ -259,17 +268,20 @@ def _family(
     done()
 
     detector = {"validation_auc": detector_auc, "auc": site}
-    return _Measured(source, archives.target, models, tuple(r.out_uri for r in runs), detector)
+    return _Measured(
+        source, archives.target, models, tuple(r.out_uri for r in runs),
+        tuple(r.out_uri for r in in_domain), detector,
+    )  # fmt: skip
 
 
 def _report(measured: _Measured, shared: _Shared, out_uri: str, store: Storage,
             steps: _Steps) -> FamilyResult:  # fmt: skip
-    """The family's report: its runs and the in-domain run, with its site-detector table."""
+    """The family's report: its runs and in-domain runs, with its site-detector table."""
     source, target = measured.source, shared.archives.target
     done = steps.start(f"report_{source}", f"writing the report of {source} → {target}")
     detector = measured.site_detector
     report = build_report(
-        [*measured.runs, shared.in_domain_uri],
+        [*measured.runs, *measured.in_domain_runs],
         join(out_uri, "report", source),
         storage=store,
         target_site=target,
@@ -310,32 +322,24 @@ def run_experiment(
 
     executor = executors(config.executor)
     options = RunOptions(labels_uri=join(archives.test, "labels.parquet"), progress=progress)
-    shared = _Shared(
-        archives, settings, classifier_uri, join(out_uri, "runs", "in-domain"), options
-    )
-    measured = []
-    for source in archives.sources:
-        measured.append(_family(config, shared, source, out_uri, executor, store, steps, progress))
-        if len(measured) == 1:  # the target's test images once, through any model
-            method, model = next(iter(measured[0].models.items()))
-            in_domain = _Run(
-                shared.in_domain_uri, join(archives.test, archives.target), method, model,
-                "direct", f"scoring the {archives.target} test images (in-domain)",
-            )  # fmt: skip
-            _execute(in_domain, executor, classifier_uri, store, options, steps, "in-domain")
-    families = tuple(_report(m, shared, out_uri, store, steps) for m in measured)
+    shared = _Shared(archives, settings, classifier_uri, options)
+    families = tuple(
+        _report(_family(config, shared, s, out_uri, executor, store, steps, progress), shared,
+                out_uri, store, steps)
+        for s in archives.sources
+    )  # fmt: skip
 
     steps.seconds["total"] = round(time.perf_counter() - steps.started, 3)
     record = {
         "config": config.to_dict(),
         "classifier_validation_auc": classifier_auc,
-        "in_domain_run": shared.in_domain_uri,
         "families": {
             f.source: {
                 "target": archives.target,
                 "site_detector": f.site_detector,
                 "models": f.models,
                 "runs": list(f.runs),
+                "in_domain_runs": list(f.in_domain_runs),
                 "report": f.report.html_path,
             }
             for f in families

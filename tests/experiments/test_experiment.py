@@ -23,8 +23,8 @@ from conftest import SOURCE, TARGET, run_cli
 FAMILIES = (SOURCE, "raw-dr")
 
 
-def _runs(record: dict, family: str) -> dict[str, str]:
-    return {Path(uri).name: uri for uri in record["families"][family]["runs"]}
+def _runs(record: dict, family: str, key: str = "runs") -> dict[str, str]:
+    return {Path(uri).name: uri for uri in record["families"][family][key]}
 
 
 def test_quick_experiment_writes_a_report_per_family(tmp_path: Path) -> None:
@@ -36,12 +36,15 @@ def test_quick_experiment_writes_a_report_per_family(tmp_path: Path) -> None:
     )
     record = json.loads((tmp_path / "experiment.json").read_text())
     assert [f.source for f in result.families] == list(FAMILIES) == list(record["families"])
-    in_domain = read_manifest(record["in_domain_run"]).to_pandas()
-    assert len(in_domain) == 8 and (in_domain.site == TARGET).all()
-    assert in_domain.ssim_truth.isna().all()  # a target image is its own truth
     for family in result.families:
         runs = _runs(record, family.source)
         assert set(runs) == {"histogram", "nyul", "cyclegan-curve", "unit-curve"}
+        in_domain = _runs(record, family.source, "in_domain_runs")
+        assert set(in_domain) == set(runs)  # the target's images through every method too
+        for uri in in_domain.values():
+            df = read_manifest(uri).to_pandas()
+            assert len(df) == 8 and (df.site == TARGET).all() and (df.status == "ok").all()
+            assert df.ssim_truth.isna().all()  # a target image is its own truth
         assert all(Path(uri).parent.name == family.source for uri in runs.values())
         for uri in runs.values():
             df = read_manifest(uri).to_pandas()
@@ -54,7 +57,8 @@ def test_quick_experiment_writes_a_report_per_family(tmp_path: Path) -> None:
             assert heading in markdown
         assert f'original (source site "{family.source}")' in markdown
         assert f'in-domain (target site "{TARGET}")' in markdown
-        assert "in-domain, harmonized by histogram" in markdown  # the in-domain run's method
+        for method in ("histogram", "nyul", "cyclegan", "unit"):
+            assert f"in-domain, harmonized by {method}" in markdown
         table = family.report.classifier
         assert table is not None
         assert {row.condition for row in table.rows} >= {"histogram", "nyul", "cyclegan", "unit"}
@@ -95,9 +99,10 @@ def test_quick_experiment_on_a_users_archive(
         source_test = labels[(labels.site == SOURCE) & labels.image_id.isin(test_ids)]
         assert sorted(df.image_id) == sorted(source_test.image_id), name  # the hash's test split
         assert (df.status == "ok").all() and df.ssim_truth.notna().all()
-    in_domain = read_manifest(record["in_domain_run"]).to_pandas()
     target_test = labels[(labels.site == TARGET) & labels.image_id.isin(test_ids)]
-    assert sorted(in_domain.image_id) == sorted(target_test.image_id)
+    for uri in _runs(record, SOURCE, "in_domain_runs").values():
+        in_domain = read_manifest(uri).to_pandas()
+        assert sorted(in_domain.image_id) == sorted(target_test.image_id)
 
 
 @pytest.mark.parametrize("flag", [["--n-train", "8"], ["--source-profile", "raw-dr"]])
