@@ -115,6 +115,13 @@ def experiment(ctx: click.Context, out_uri: str, quick: bool, progress: bool, **
     from harmonize.experiments.experiment import run_experiment
 
     overrides = {k: v for k, v in flags.items() if v is not None and v != ()}
+    archive = {"source_uri": "--source", "target_uri": "--target", "labels_uri": "--labels"}
+    missing = [flag for key, flag in archive.items() if key not in overrides]
+    if missing and (len(missing) < len(archive) or "truth_uri" in overrides):
+        raise click.UsageError(
+            f"--source, --target and --labels go together (your own two sites' archives and "
+            f"their labels); missing: {', '.join(missing)}"
+        )
     synthetic_only = sorted(set(overrides) & set(SYNTHETIC_ONLY))
     if "source_uri" in overrides and synthetic_only:
         given = ", ".join(SYNTHETIC_ONLY[k] for k in synthetic_only)

@@ -105,6 +105,18 @@ def test_quick_experiment_on_a_users_archive(
         assert sorted(in_domain.image_id) == sorted(target_test.image_id)
 
 
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [(["--source", "a"], "--target, --labels"), (["--truth", "t"], "--source, --target, --labels")],
+)
+def test_a_users_archive_needs_source_target_and_labels(
+    given: list[str], missing: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("experiment", "--out", str(tmp_path), *given) == 2
+    err = capsys.readouterr().err
+    assert "--source, --target and --labels go together" in err and f"missing: {missing}" in err
+
+
 @pytest.mark.parametrize("flag", [["--n-train", "8"], ["--source-profile", "raw-dr"]])
 def test_synthetic_flags_are_refused_with_a_users_archive(
     flag: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
