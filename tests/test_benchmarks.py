@@ -29,4 +29,5 @@ def test_mode_benchmark_processes_every_image_in_both_modes(ray_session, tmp_pat
     result = run_mode_benchmark(
         make_executor, n_images=2, matrix=96, workdir=str(tmp_path), echo=lambda s: None
     )
-    assert [(r["mode"], r["images"]) for r in result["rows"]] == [("curve", 2), ("direct", 2)]
+    rows = [(r["mode"], r["images"]) for r in result["rows"]]
+    assert rows == [("curve", 2), ("local", 2), ("direct", 2)]

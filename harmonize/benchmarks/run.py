@@ -218,7 +218,7 @@ def run_mode_benchmark(
             )
         rows: list[dict[str, Any]] = []
         with executors("ray") as stream:  # stops on exit only a Ray session it started
-            for mode in ("curve", "direct"):
+            for mode in ("curve", "local", "direct"):
                 run_harmonization(
                     input_uri=source,
                     out_uri=str(base / "warmup"),

@@ -36,7 +36,9 @@ from harmonize.io.archive import DICOM_SUFFIXES
     "--mode",
     type=click.Choice(MODES),
     default="direct",
-    help="direct: model output; curve: monotone intensity curve (neural methods).",
+    help="direct: model output; curve: one monotone intensity curve; local: monotone curves on "
+    "a coarse grid, blended, plus bounded detail-band gains (curve and local: neural methods, "
+    "applied to the original at full resolution).",
 )
 @executor_option()
 @address_option

@@ -82,7 +82,7 @@ class ExperimentConfig:
     truth_uri: str | None = None
     test_fraction: float = 0.4
     methods: tuple[str, ...] = tuple(method_names())
-    modes: tuple[str, ...] = ("curve", "direct")
+    modes: tuple[str, ...] = ("curve", "local", "direct")
     gan_configs: tuple[tuple[str, str], ...] = ()
     gan_steps: int | None = None
     classifier_config: str | None = None

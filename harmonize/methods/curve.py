@@ -76,18 +76,23 @@ def apply_curve(image: torch.Tensor, knots_x: np.ndarray, knots_y: np.ndarray) -
     return lut[index]
 
 
+def resize_to_model(x01: torch.Tensor, model_size: int) -> torch.Tensor:
+    """(1, 1, H, W) resized (antialiased) to short side ``model_size``; never enlarged."""
+    h, w = x01.shape[-2:]
+    scale = model_size / min(h, w)
+    if scale >= 1.0:
+        return x01
+    size = (max(4, round(h * scale)), max(4, round(w * scale)))
+    return F.interpolate(x01, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
 def apply_in_curve_mode(
     x01: torch.Tensor, generate: Callable[[torch.Tensor], torch.Tensor], model_size: int
 ) -> torch.Tensor:
     """Harmonize (1, 1, H, W) display values: ``generate`` on the image resized to short side
     ``model_size`` (never enlarged), a monotone curve fitted to its output, the curve applied
     to the full-resolution original."""
-    h, w = x01.shape[-2:]
-    scale = model_size / min(h, w)
-    small = x01
-    if scale < 1.0:
-        size = (max(4, round(h * scale)), max(4, round(w * scale)))
-        small = F.interpolate(x01, size=size, mode="bilinear", antialias=True, align_corners=False)
+    small = resize_to_model(x01, model_size)
     generated = generate(small)
     check_keeps_order(small, generated)
     knots_x, knots_y = fit_monotone_curve(small, generated)

@@ -10,6 +10,9 @@ full-resolution display image (``harmonize run --mode``):
   side). Output = the generator's pixels.
 - ``curve`` (structure-safe): a monotone intensity curve fitted to the generator's output at
   model resolution, applied to the original (``harmonize.methods.curve``).
+- ``local`` (structure-safe, spatially varying): monotone curves on a coarse grid of tiles,
+  blended smoothly, plus bounded gains on the detail bands the model resolution holds, fitted
+  to the generator's output and applied to the original (``harmonize.methods.local``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from harmonize.imaging.preprocess import (
 )
 from harmonize.methods.base import Harmonizer, check_display_image
 from harmonize.methods.curve import apply_in_curve_mode
+from harmonize.methods.local import apply_in_local_mode
 
 DEFAULT_MODEL_SIZE = 286  # the published load size, for model configs that do not record theirs
 
@@ -78,8 +82,8 @@ def apply_tiled(
 
 
 class NeuralHarmonizer(Harmonizer):
-    """A trained generator (any GAN method of the registry) applied in ``direct`` or ``curve``
-    mode.
+    """A trained generator (any GAN method of the registry) applied in ``direct``, ``curve`` or
+    ``local`` mode.
 
     Args:
         method: the method's registry name (``cyclegan``, ``unit``).
@@ -88,7 +92,7 @@ class NeuralHarmonizer(Harmonizer):
         device: where it runs (default: the current CUDA device, else the CPU).
     """
 
-    modes: ClassVar[tuple[str, ...]] = ("direct", "curve")
+    modes: ClassVar[tuple[str, ...]] = ("direct", "curve", "local")
     max_tile: ClassVar[int] = 1024  # direct mode: larger images run in tiles of this size
     tile_overlap: ClassVar[int] = 64
 
@@ -116,6 +120,8 @@ class NeuralHarmonizer(Harmonizer):
         """Harmonize (1, 1, H, W) display values on the model's device."""
         if self.mode == "direct":
             return apply_tiled(self._generate, x01, self.max_tile, self.tile_overlap).clamp(0, 1)
+        if self.mode == "local":
+            return apply_in_local_mode(x01, self._generate, self.model_size)
         return apply_in_curve_mode(x01, self._generate, self.model_size)
 
     def transform(self, image: np.ndarray) -> np.ndarray:

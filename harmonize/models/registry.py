@@ -8,7 +8,7 @@ functions, so that reading the registry (``harmonize --help``) imports no torch.
 Example::
 
     entry = method("cyclegan")            # ConfigError naming the choices for an unknown name
-    entry.kind, entry.modes               # "neural", ("direct", "curve")
+    entry.kind, entry.modes               # "neural", ("direct", "curve", "local")
     harmonizer = load_harmonizer("models/cyclegan", expected_method="cyclegan", mode="curve")
 """
 
@@ -54,8 +54,9 @@ class MethodEntry:
 
     @property
     def modes(self) -> tuple[str, ...]:
-        """How ``harmonize run --mode`` may apply it (neural: the generator, or a curve)."""
-        return ("direct", "curve") if self.kind == NEURAL else ("direct",)
+        """How ``harmonize run --mode`` may apply it (neural: the generator, one curve, or
+        local curves and band gains)."""
+        return ("direct", "curve", "local") if self.kind == NEURAL else ("direct",)
 
 
 # -- the loaders (imports happen here, on first use) -----------------------------------------------

@@ -14,7 +14,7 @@ from harmonize.models.registry import METHODS, NEURAL, method_names
 def test_defaults_derive_from_the_registry_and_the_packaged_configs() -> None:
     config = ExperimentConfig()
     assert config.methods == tuple(method_names()) == tuple(METHODS)
-    assert set(config.modes) == set(neural_modes()) == {"curve", "direct"}
+    assert set(config.modes) == set(neural_modes()) == {"curve", "local", "direct"}
     for method in method_names(NEURAL):
         assert config.gan_config(method) == config_path(f"{method}-cpu-quick")
     assert config.classifier_config_path() == config_path("classifier-cpu-quick")
@@ -63,7 +63,7 @@ def test_source_sites_keep_their_order_once_each() -> None:
         ({"test_fraction": 0.99}, "experiment test_fraction must be a number in [0.05, 0.95]"),
         ({"methods": ("histogram", "gan")}, "experiment methods must be one of histogram, nyul"),
         ({"methods": ()}, "experiment methods must name at least one of"),
-        ({"modes": ("tiled",)}, "experiment modes must be one of direct, curve, got 'tiled'"),
+        ({"modes": ("tiled",)}, "modes must be one of direct, curve, local, got 'tiled'"),
         ({"gan_configs": (("nyul", "a.yaml"),)}, "gan_configs method must be one of cyclegan"),
         ({"gan_configs": (("unit", ""),)}, "experiment gan_configs unit must be a non-empty"),
         ({"gan_steps": 0}, "experiment gan_steps must be an integer >= 1, got 0"),

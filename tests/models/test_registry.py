@@ -21,7 +21,7 @@ def test_registry_lists_every_method_by_kind() -> None:
     assert method_names() == ["histogram", "nyul", "cyclegan", "unit"]
     assert method_names(CLASSICAL) == ["histogram", "nyul"]
     assert method_names(NEURAL) == ["cyclegan", "unit"]
-    assert method("cyclegan").modes == ("direct", "curve")
+    assert method("cyclegan").modes == ("direct", "curve", "local")
     assert method("histogram").modes == ("direct",)
     assert all(entry.summary.endswith(".") for entry in METHODS.values())
     with pytest.raises(ConfigError, match="unknown method"):

@@ -78,7 +78,7 @@ def test_histogram_distance_to_target_drops_below_30_percent(archive, local_run)
     assert after < 0.3 * before, (before, after)
 
 
-@pytest.mark.parametrize("mode", ["direct", "curve"])
+@pytest.mark.parametrize("mode", ["direct", "curve", "local"])
 def test_local_run_in_each_mode(archive, cyclegan_model, tmp_path, mode) -> None:
     summary = run_archive(archive, cyclegan_model, tmp_path, method="cyclegan", mode=mode, limit=3)
     assert summary.counts == {"ok": 3}

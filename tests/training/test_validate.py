@@ -44,8 +44,8 @@ def test_an_identity_generator_keeps_every_image_in_both_modes(data) -> None:
     before = [_w1(from_uint16(im), target) for im in data.source[:3]]
     assert validation["n_images"] == 3
     assert validation["w1_to_target_before"] == pytest.approx(np.mean(before))
-    assert set(validation["modes"]) == {"direct", "curve"}
-    for mode in ("direct", "curve"):
+    assert set(validation["modes"]) == {"direct", "curve", "local"}
+    for mode in ("direct", "curve", "local"):
         measured = validation["modes"][mode]
         assert measured["ssim_mean"] == pytest.approx(1.0, abs=1e-4)
         assert measured["w1_to_target_after"] == pytest.approx(np.mean(before), abs=1e-3)
@@ -68,5 +68,6 @@ def test_a_generator_that_makes_negatives_is_measured_direct_and_refused_in_curv
         np.mean([_w1(n, target) for n in negatives]), abs=1e-4
     )
     assert "negative" in validation["modes"]["curve"]["error"]
+    assert "negative" in validation["modes"]["local"]["error"]
     assert harmonizer.mode == "direct"  # left as run's default
     assert validate_generator(harmonizer, [], target) == {"n_images": 0}
