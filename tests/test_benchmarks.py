@@ -22,7 +22,7 @@ def test_train_benchmark_measures_both_configurations() -> None:
 
 
 @pytest.mark.slow
-def test_mode_benchmark_processes_every_image_in_both_modes(ray_session, tmp_path) -> None:
+def test_mode_benchmark_processes_every_image_in_every_mode(ray_session, tmp_path) -> None:
     from harmonize.benchmarks.run import run_mode_benchmark
     from harmonize.distributed.stream import make_executor
 
