@@ -1,1 +1,1 @@
-"""The image-to-image GANs (CycleGAN, UNIT): shared layers, losses, schedules and recipe."""
+"""The image-to-image GANs (CycleGAN, UNIT, CUT): shared layers, losses, schedules and recipe."""

@@ -1,5 +1,6 @@
 """The checks every GAN config shares: numbers stored as floats, Adam's lr and betas, the GAN
-loss. ``CycleGANConfig`` and ``UNITConfig`` call them from their ``__post_init__``."""
+loss. ``CycleGANConfig``, ``UNITConfig`` and ``CUTConfig`` call them from their
+``__post_init__``."""
 
 from __future__ import annotations
 

@@ -172,15 +172,19 @@ class PatchDiscriminator(nn.Module):
 
 class DiscriminatorPair(nn.Module):
     """Both discriminators in one module (``d_a`` judges domain A, ``d_b`` domain B): one forward
-    scores a domain-A and a domain-B batch, so DDP sees one forward per step."""
+    scores a domain-A and a domain-B batch, so DDP sees one forward per step.
 
-    def __init__(self, d_a: nn.Module, d_b: nn.Module) -> None:
+    A one-sided method (CUT: source -> target only) has no ``d_a``; its domain-A scores are None.
+    """
+
+    def __init__(self, d_a: nn.Module | None, d_b: nn.Module) -> None:
         super().__init__()
         self.d_a = d_a
         self.d_b = d_b
 
-    def forward(self, images_a: torch.Tensor, images_b: torch.Tensor) -> tuple[Any, Any]:
-        return self.d_a(images_a), self.d_b(images_b)
+    def forward(self, images_a: torch.Tensor | None, images_b: torch.Tensor) -> tuple[Any, Any]:
+        scores_a = None if self.d_a is None or images_a is None else self.d_a(images_a)
+        return scores_a, self.d_b(images_b)
 
 
 # -- weight init -----------------------------------------------------------------------------------
@@ -219,6 +223,17 @@ def init_kaiming(module: ModuleT, seed: int = 0) -> ModuleT:
         lambda weight, generator: nn.init.kaiming_normal_(
             weight, a=0.0, mode="fan_in", generator=generator
         ),
+    )
+
+
+def init_xavier(module: ModuleT, gain: float = 0.02, seed: int = 0) -> ModuleT:
+    """Xavier-normal weights (std ``gain * sqrt(2 / (fan_in + fan_out))``) and zero biases, in
+    place, from a private generator seeded by ``seed`` (the published CUT init, gain 0.02; the
+    global RNG is not touched). Returns it."""
+    return _init_weights(
+        module,
+        seed,
+        lambda weight, generator: nn.init.xavier_normal_(weight, gain=gain, generator=generator),
     )
 
 

@@ -1,4 +1,5 @@
-"""The GAN losses (on discriminator logits) by name, and UNIT's KL term of a unit-variance latent.
+"""The GAN losses (on discriminator logits) by name, UNIT's KL term of a unit-variance latent and
+CUT's PatchNCE loss.
 
 Example::
 
@@ -51,3 +52,24 @@ def gan_loss(name: str) -> GanLoss:
 def kl_unit_variance(mu: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, I) || N(0, I)) up to the constant factor: the mean of ``mu ** 2``."""
     return mu.float().pow(2).mean()
+
+
+def patch_nce_loss(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
+    """PatchNCE (Park et al. 2020), per image: the mean over its S patches of the cross entropy of
+    picking the key at the query's own position among the S keys of the same image (the
+    positive; the other S - 1 patches are the negatives), similarities divided by
+    ``temperature``.
+
+    Args:
+        queries, keys: (N, S, C) L2-normalised features at the same S positions of each image:
+            queries from the translation, keys from its input (no gradient flows into them).
+
+    Returns:
+        (N,) float32. The paper's form (positive logit first, then the negatives with the
+        diagonal masked out) has the same logits, so the same loss.
+    """
+    queries, keys = queries.float(), keys.float().detach()
+    logits = torch.bmm(queries, keys.transpose(1, 2)) / temperature  # [n, i, j] = q_i . k_j / t
+    n, s = logits.shape[:2]
+    targets = torch.arange(s, device=logits.device).repeat(n)
+    return F.cross_entropy(logits.flatten(0, 1), targets, reduction="none").view(n, s).mean(1)

@@ -1,6 +1,7 @@
-"""What every GAN recipe (``CycleGANRecipe``, ``UNITRecipe``) shares: the constructor's steps,
-the training step, the generator and discriminator step skeletons, evaluate, state and the
-placement of the networks (device, precision, memory format, compilation, DDP wrapping).
+"""What every GAN recipe (``CycleGANRecipe``, ``UNITRecipe``, ``CUTRecipe``) shares: the
+constructor's steps, the training step, the generator and discriminator step skeletons,
+evaluate, state and the placement of the networks (device, precision, memory format,
+compilation, DDP wrapping).
 
 A recipe trains two players, each one module: the generators (all of them, one forward makes
 every image of a generator step) and a ``DiscriminatorPair``; one Adam optimizer and one
@@ -9,9 +10,10 @@ every image of a generator step) and a ``DiscriminatorPair``; one Adam optimizer
 - ``_build_networks``, ``_init_weights``, ``_schedule``, ``_adam_options``,
   ``_init_random_state``: what the constructor builds;
 - ``_generator_inputs``: what the generators get besides the two batches (CycleGAN: whether to
-  make identity images; UNIT: the latent noise), so which images a generator step makes;
+  make identity images; UNIT: the latent noise; CUT: the sampled patch positions), so which
+  images a generator step makes;
 - ``_generator_losses``, ``_discriminator_loss``: the loss terms;
-- ``_discriminator_fakes``: which fakes the discriminators learn from (the latest by default;
+- ``_discriminator_fake``: which fakes a discriminator learns from (the latest by default;
   CycleGAN: drawn from its image pools);
 - ``_inference_generator``, ``_extra_state``, ``_load_extra_state``: what is saved.
 
@@ -20,6 +22,9 @@ per step through their (possibly DDP-) wrapped module (``generators_train``,
 ``discriminators_train``). During the generator step the discriminators are called through the
 *unwrapped* module with ``requires_grad`` off: gradients flow through them into the fakes, but no
 discriminator parameter gets a gradient and DDP's discriminator reducer is not involved.
+
+A one-sided method (CUT) translates only A -> B: its step images' ``fake_a`` is None, its pair
+has no ``d_a``, and it reports no ``d_a`` loss; everything else is the same template.
 """
 
 from __future__ import annotations
@@ -43,10 +48,10 @@ Wrap = Callable[[nn.Module], nn.Module]
 
 class StepImages(Protocol):
     """What the template needs of a generator step's images (a NamedTuple of tensors or None):
-    the translations the discriminators judge."""
+    the translations the discriminators judge (``fake_a`` None: a one-sided method)."""
 
     @property
-    def fake_a(self) -> torch.Tensor: ...
+    def fake_a(self) -> torch.Tensor | None: ...
     @property
     def fake_b(self) -> torch.Tensor: ...
 
@@ -204,28 +209,41 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         self,
         real_a: torch.Tensor,
         real_b: torch.Tensor,
-        fake_a: torch.Tensor,
+        fake_a: torch.Tensor | None,
         fake_b: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Update both discriminators on real images and the fakes ``_discriminator_fakes``
-        picks from the given ones; the detached losses."""
+        """Update the discriminators on real images and the fakes ``_discriminator_fake`` picks
+        from the given ones; the detached losses (no ``d_a`` when ``fake_a`` is None)."""
         set_requires_grad(self.discriminators, True)
-        real_a, real_b = self._prepare(real_a), self._prepare(real_b)
-        fake_a, fake_b = self._discriminator_fakes(fake_a.detach(), fake_b.detach())
-        fake_a, fake_b = self._prepare(fake_a), self._prepare(fake_b)
+        batch_a = None if fake_a is None else self._real_then_fake("a", real_a, fake_a)
+        batch_b = self._real_then_fake("b", real_b, fake_b)
         with self._autocast():
-            scores_a, scores_b = self.discriminators_train(
-                torch.cat([real_a, fake_a]), torch.cat([real_b, fake_b])
-            )
-        losses = {
-            "d_a": self._discriminator_loss(*split_scores(scores_a, real_a.shape[0])),
-            "d_b": self._discriminator_loss(*split_scores(scores_b, real_b.shape[0])),
-        }
+            scores_a, scores_b = self.discriminators_train(batch_a, batch_b)
+        losses = self._discriminator_losses(scores_a, scores_b, real_a.shape[0], real_b.shape[0])
+        total = losses["d_b"] if scores_a is None else losses["d_a"] + losses["d_b"]
         self.optimizer_d.zero_grad(set_to_none=True)
-        (losses["d_a"] + losses["d_b"]).backward()
+        total.backward()
         self.optimizer_d.step()
         self.optimizer_d.zero_grad(set_to_none=True)
         return {name: value.detach() for name, value in losses.items()}
+
+    def _real_then_fake(
+        self, domain: Literal["a", "b"], real: torch.Tensor, fake: torch.Tensor
+    ) -> torch.Tensor:
+        """One discriminator's batch: the real images, then the fakes it learns from."""
+        fake = self._discriminator_fake(domain, fake.detach())
+        return torch.cat([self._prepare(real), self._prepare(fake)])
+
+    def _discriminator_losses(
+        self, scores_a: Any, scores_b: Any, n_a: int, n_b: int
+    ) -> dict[str, torch.Tensor]:
+        """``d_a`` (where domain A is judged) and ``d_b`` from scores of the real images (the
+        first ``n_a``, ``n_b``) followed by fakes."""
+        losses = {}
+        if scores_a is not None:
+            losses["d_a"] = self._discriminator_loss(*split_scores(scores_a, n_a))
+        losses["d_b"] = self._discriminator_loss(*split_scores(scores_b, n_b))
+        return losses
 
     @torch.no_grad()
     def _evaluate(
@@ -235,16 +253,18 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         ``inputs`` (as ``_generator_inputs`` would give them), changing nothing: the
         discriminators score the current fakes."""
         real_a, real_b = self._prepare(real_a), self._prepare(real_b)
+        n_a, n_b = real_a.shape[0], real_b.shape[0]
         with self._autocast():
             images = self.generators(real_a, real_b, *inputs)
+            fake_a = images.fake_a
             scores_a, scores_b = self.discriminators(
-                torch.cat([real_a, images.fake_a]), torch.cat([real_b, images.fake_b])
+                None if fake_a is None else torch.cat([real_a, fake_a]),
+                torch.cat([real_b, images.fake_b]),
             )
-        real_scores_a, fake_scores_a = split_scores(scores_a, real_a.shape[0])
-        real_scores_b, fake_scores_b = split_scores(scores_b, real_b.shape[0])
+        fake_scores_a: Any = None if scores_a is None else split_scores(scores_a, n_a)[1]
+        fake_scores_b = split_scores(scores_b, n_b)[1]
         losses = self._generator_losses(real_a, real_b, images, fake_scores_a, fake_scores_b)
-        losses["d_a"] = self._discriminator_loss(real_scores_a, fake_scores_a)
-        losses["d_b"] = self._discriminator_loss(real_scores_b, fake_scores_b)
+        losses.update(self._discriminator_losses(scores_a, scores_b, n_a, n_b))
         return {name: float(losses[name]) for name in self.loss_names}
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -287,18 +307,18 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         scores_fake_a: ScoresT,
         scores_fake_b: ScoresT,
     ) -> dict[str, torch.Tensor]:
-        """The generator step's loss terms, ``g_total`` (what is minimised) included."""
+        """The generator step's loss terms, ``g_total`` (what is minimised) included
+        (``scores_fake_a`` is None for a one-sided method)."""
         raise NotImplementedError
 
     def _discriminator_loss(self, scores_real: ScoresT, scores_fake: ScoresT) -> torch.Tensor:
         """One discriminator's loss from its scores of real and of fake images."""
         raise NotImplementedError
 
-    def _discriminator_fakes(
-        self, fake_a: torch.Tensor, fake_b: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The fakes the discriminators learn from, given the latest (detached) ones."""
-        return fake_a, fake_b
+    def _discriminator_fake(self, domain: Literal["a", "b"], fake: torch.Tensor) -> torch.Tensor:
+        """The fakes domain ``domain``'s discriminator learns from, given the latest (detached)
+        ones."""
+        return fake
 
     def _inference_generator(self) -> nn.Module:
         """The source->target network kept for inference (a view on ``self.generators``)."""

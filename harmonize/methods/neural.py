@@ -1,4 +1,5 @@
-"""Neural harmonizers (CycleGAN, UNIT) at inference: a trained generator applied to full images.
+"""Neural harmonizers (any GAN of the registry) at inference: a trained generator applied to full
+images.
 
 A trained model is ``harmonizer.json`` (method, model config, card, the SHA-256 of the weights)
 next to ``weights.safetensors`` (the source->target generator), read by
@@ -86,7 +87,7 @@ class NeuralHarmonizer(Harmonizer):
     ``local`` mode.
 
     Args:
-        method: the method's registry name (``cyclegan``, ``unit``).
+        method: the method's registry name (``cyclegan``, ``unit``, ``cut``).
         model_config: the saved model config (its ``load_size`` is the model resolution).
         generator: the source->target network with its trained weights.
         device: where it runs (default: the current CUDA device, else the CPU).

@@ -88,6 +88,14 @@ def _unit() -> GanParts:
     return GanParts(UNITRecipe, UNITConfig.from_dict, build_generator)
 
 
+def _cut() -> GanParts:
+    from harmonize.gan.cut.config import CUTConfig
+    from harmonize.gan.cut.networks import build_generator
+    from harmonize.gan.cut.recipe import CUTRecipe
+
+    return GanParts(CUTRecipe, CUTConfig.from_dict, build_generator)
+
+
 METHODS: dict[str, MethodEntry] = {
     entry.name: entry
     for entry in (
@@ -114,6 +122,12 @@ METHODS: dict[str, MethodEntry] = {
             NEURAL,
             "Train UNIT (shared-latent VAE-GAN) with Ray Train.",
             gan=_unit,
+        ),
+        MethodEntry(
+            "cut",
+            NEURAL,
+            "Train CUT (one-sided contrastive translation) with Ray Train.",
+            gan=_cut,
         ),
     )
 }

@@ -30,12 +30,12 @@ class TrainConfig:
     """How to train a GAN harmonizer. Every field can be set in YAML (``load_train_config``).
 
     Args:
-        method: a trainable method of the registry (``cyclegan``, ``unit``).
+        method: a trainable method of the registry (``cyclegan``, ``unit``, ``cut``).
         steps: optimisation steps (one batch per rank each). 20 000 steps at batch 1 is ~30
             passes over a 662-image site (Shenzhen); the published 200-epoch recipe is ~130 000.
         decay_start: step where the LR starts decaying linearly to 0 at ``steps``
             (None: ``steps // 2``, the published half-constant, half-decay schedule). CycleGAN
-            only: UNIT halves the LR every ``model.lr_step_size`` steps, as published.
+            and CUT only: UNIT halves the LR every ``model.lr_step_size`` steps, as published.
         batch_size: images per site per step per rank (1, as published).
         crop_size: side of the random square training crops (a multiple of 4).
         load_size: short side every image is resized to before cropping (286 for 256 crops).
@@ -48,7 +48,7 @@ class TrainConfig:
         channels_last: ``auto`` (on CUDA), true or false.
         compile: ``torch.compile`` the networks (slow first steps; for long GPU runs).
         model: the method's model settings (e.g. ``{"ngf": 8, "n_blocks": 2}``); see
-            ``CycleGANConfig``, ``UNITConfig``.
+            ``CycleGANConfig``, ``UNITConfig``, ``CUTConfig``.
         validation_images: source images harmonized at the end for the model card.
     """
 

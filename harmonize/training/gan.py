@@ -39,7 +39,7 @@ RESUME_KEYS = ("method", "model", "batch_size", "crop_size")
 
 
 class GanRecipe(Protocol):
-    """What the task needs from a GAN method (``CycleGANRecipe``, ``UNITRecipe``)."""
+    """What the task needs from a GAN method (``CycleGANRecipe``, ``UNITRecipe``, ``CUTRecipe``)."""
 
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]: ...
     def state_dict(self) -> dict[str, Any]: ...

@@ -4,6 +4,7 @@ error is one line naming the file, the line and the key."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from conftest import run_cli
 INPUTS = {
     "cyclegan": ["--source", "a", "--target", "b"],
     "unit": ["--source", "a", "--target", "b"],
+    "cut": ["--source", "a", "--target", "b"],
     "classifier": ["--archive", "a", "--labels", "b"],
 }
 
@@ -32,14 +34,15 @@ def test_there_is_a_train_command_per_registered_method(capsys: pytest.CaptureFi
         assert f"  {name} " in listed
 
 
-@pytest.mark.parametrize("name", ["cyclegan", "unit", "classifier"])
+@pytest.mark.parametrize("name", ["cyclegan", "unit", "cut", "classifier"])
 def test_config_help_names_its_own_example_and_the_packaged_configs(
     name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run_cli("train", name, "--help") == 0
-    text = " ".join(capsys.readouterr().out.split())
+    # click wraps the help at hyphens too ("unit-cpu-" / "quick"): join those lines back.
+    text = " ".join(re.sub(r"-\n\s+", "-", capsys.readouterr().out).split())
     assert f"jobs/configs/{name}.yaml" in text and f"{name}-cpu-quick with --gpus 0" in text
-    others = {"cyclegan", "unit", "classifier"} - {name}
+    others = {"cyclegan", "unit", "cut", "classifier"} - {name}
     assert not any(f"jobs/configs/{other}.yaml" in text for other in others)
     assert all(packaged in text for packaged in config_names())
 
@@ -85,7 +88,7 @@ def _quick(name: str) -> Any:
     return load_train_config(config_path(f"{name}-cpu-quick"), method=name)
 
 
-@pytest.mark.parametrize("name", ["cyclegan", "unit", "classifier"])
+@pytest.mark.parametrize("name", ["cyclegan", "unit", "cut", "classifier"])
 def test_without_config_gpus_0_trains_the_packaged_cpu_config_and_gpus_n_the_published(
     name: str,
     trained: list[Any],

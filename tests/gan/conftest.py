@@ -1,4 +1,4 @@
-"""Fixtures of the GAN tests: toy two-site batches and tiny recipes of either method."""
+"""Fixtures of the GAN tests: toy two-site batches and tiny recipes of each method."""
 
 from __future__ import annotations
 
@@ -8,15 +8,30 @@ from typing import Any
 import pytest
 import torch
 
+from harmonize.gan.cut.recipe import CUTRecipe
 from harmonize.gan.cyclegan.recipe import CycleGANRecipe
 from harmonize.gan.recipe import GanRecipeBase
 from harmonize.gan.unit.recipe import UNITRecipe
 
-RECIPES: dict[str, type[GanRecipeBase]] = {"cyclegan": CycleGANRecipe, "unit": UNITRecipe}
+RECIPES: dict[str, type[GanRecipeBase]] = {
+    "cyclegan": CycleGANRecipe,
+    "unit": UNITRecipe,
+    "cut": CUTRecipe,
+}
 TINY: dict[str, dict[str, Any]] = {
     "cyclegan": {"ngf": 8, "ndf": 8, "n_blocks": 2},
     # 32-px crops: 3 discriminator scales (32, 16, 8 px) of 2 stride-2 layers each.
     "unit": {"ngf": 8, "ndf": 8, "n_blocks": 2, "n_shared_blocks": 1, "n_layers_d": 2},
+    # Every kind of contrasted layer: the input, a norm (copied before its in-place ReLU), a
+    # stride-2 conv, a ReLU, both residual blocks; 32-px crops have 64 positions at 1/4.
+    "cut": {
+        "ngf": 8,
+        "ndf": 8,
+        "n_blocks": 2,
+        "nce_layers": [0, 2, 4, 9, 10, 11],
+        "num_patches": 64,
+        "netf_nc": 32,
+    },
 }
 
 

@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 
 from harmonize.errors import ConfigError
+from harmonize.gan.cut.config import CUTConfig
 from harmonize.gan.cyclegan.config import CycleGANConfig
 from harmonize.gan.unit.config import UNITConfig
 
-CONFIGS: dict[str, type[Any]] = {"cyclegan": CycleGANConfig, "unit": UNITConfig}
+CONFIGS: dict[str, type[Any]] = {"cyclegan": CycleGANConfig, "unit": UNITConfig, "cut": CUTConfig}
+# A loss weight of each method.
+WEIGHT = {"cyclegan": "lambda_cycle", "unit": "lambda_cycle", "cut": "lambda_nce"}
 BAD_SETTINGS = [
     ("cyclegan", {"n_blocks": -1}, r"cyclegan n_blocks must be an integer >= 0, got -1"),
     ("cyclegan", {"ngf": True}, r"cyclegan ngf must be an integer >= 1, got True"),
@@ -29,6 +32,8 @@ BAD_SETTINGS = [
     ("unit", {"lr_step_size": 0}, r"unit lr_step_size must be an integer >= 1, got 0"),
     ("unit", {"weight_decay": -1e-4}, r"unit weight_decay must be a number >= 0, got -0.0001"),
     ("unit", {"gan_loss": "wasserstein"}, r"unit gan_loss must be one of least_squares, vanilla"),
+    ("cut", {"nce_t": -0.1}, r"cut nce_t must be a number > 0, got -0.1"),
+    ("cut", {"gan_loss": "wasserstein"}, r"cut gan_loss must be one of least_squares, vanilla"),
 ]
 
 
@@ -48,5 +53,5 @@ def test_unknown_settings_are_named_with_the_known_ones(method) -> None:
 
 @pytest.mark.parametrize("method", sorted(CONFIGS))
 def test_numbers_are_stored_as_floats(method) -> None:
-    config = CONFIGS[method].from_dict({"lr": "1e-3", "lambda_cycle": 10})
-    assert config.lr == 0.001 and isinstance(config.lambda_cycle, float)
+    config = CONFIGS[method].from_dict({"lr": "1e-3", WEIGHT[method]: 10})
+    assert config.lr == 0.001 and isinstance(getattr(config, WEIGHT[method]), float)

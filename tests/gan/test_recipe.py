@@ -14,23 +14,27 @@ import torch
 from torch import nn
 
 from harmonize.errors import ConfigError
+from harmonize.gan.cut.networks import build_generator as build_cut_generator
 from harmonize.gan.cyclegan.networks import build_generator as build_cyclegan_generator
 from harmonize.gan.recipe import GanRecipeBase
 from harmonize.gan.unit.networks import build_generator as build_unit_generator
 
-METHODS = ("cyclegan", "unit")
+METHODS = ("cyclegan", "unit", "cut")
 BUILD_GENERATOR: dict[str, Callable[..., nn.Module]] = {
     "cyclegan": build_cyclegan_generator,
     "unit": build_unit_generator,
+    "cut": build_cut_generator,
 }
 # The source->target network of a recipe, as its generators hold it.
 SOURCE_TO_TARGET: dict[str, Callable[..., nn.Module]] = {
     "cyclegan": lambda recipe: recipe.generators.g_ab,
     "unit": lambda recipe: recipe.generators.translator(),
+    "cut": lambda recipe: recipe.generators.g_ab,
 }
-BF16_TERM = {"cyclegan": "cycle_a", "unit": "recon_a"}  # a term bf16 must keep within 5 %
+# A term bf16 must keep within 5 %.
+BF16_TERM = {"cyclegan": "cycle_a", "unit": "recon_a", "cut": "nce"}
 # CycleGAN: a pool full after 2 steps, so swaps happen after the resume point.
-RESUME_MODEL: dict[str, dict[str, int]] = {"cyclegan": {"pool_size": 2}, "unit": {}}
+RESUME_MODEL: dict[str, dict[str, int]] = {"cyclegan": {"pool_size": 2}, "unit": {}, "cut": {}}
 
 
 @pytest.fixture(params=METHODS)
@@ -39,26 +43,41 @@ def method(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+def _translations(method: str, recipe: GanRecipeBase, real_a, real_b) -> tuple:
+    """The current (fake_a, fake_b) the discriminators judge (CUT, one-sided: no fake_a)."""
+    if method == "cut":
+        return None, recipe.generators.g_ab(real_a)
+    fakes = recipe.generators(real_a, real_b)  # UNIT: from the latent means
+    return fakes.fake_a, fakes.fake_b
+
+
+def _discriminator_losses(recipe: GanRecipeBase) -> list[str]:
+    return [name for name in recipe.loss_names if name.startswith("d_")]
+
+
 def test_discriminator_step_lowers_its_losses_and_leaves_the_generators_alone(
     method, tiny_recipe, toy_batch
 ) -> None:
     # Deterministic: seeded init, a fixed toy batch, CPU; the discriminators are optimised with
     # the generators held fixed (after three generator steps), on the current fakes (a filling
-    # CycleGAN pool returns its input; UNIT's from the latent means), measured by `evaluate`,
-    # which changes nothing. Three Adam steps at the published lr.
+    # CycleGAN pool returns its input), measured by `evaluate`, which changes nothing. Three
+    # Adam steps at the published lr.
     recipe = tiny_recipe(method)
     real_a, real_b = toy_batch(0)
     for _ in range(3):
         recipe.generator_step(real_a, real_b)
     before = recipe.evaluate(real_a, real_b)
     with torch.no_grad():
-        fakes = recipe.generators(real_a, real_b)
+        fake_a, fake_b = _translations(method, recipe, real_a, real_b)
     for _ in range(3):
-        recipe.discriminator_step(real_a, real_b, fakes.fake_a, fakes.fake_b)
+        recipe.discriminator_step(real_a, real_b, fake_a, fake_b)
     after = recipe.evaluate(real_a, real_b)
-    for name in ("d_a", "d_b"):
+    names = _discriminator_losses(recipe)
+    assert names == (["d_b"] if method == "cut" else ["d_a", "d_b"])
+    for name in names:
         assert after[name] < before[name], (name, before[name], after[name])
-    untouched = [n for n in recipe.loss_names[:-3] if not n.startswith("gan_")]
+    generator_terms = recipe.loss_names[: recipe.loss_names.index("g_total")]
+    untouched = [n for n in generator_terms if not n.startswith("gan_")]
     assert untouched and all(after[n] == before[n] for n in untouched)  # no D in these terms
 
 
@@ -143,8 +162,9 @@ def test_losses_are_reported_by_name_and_lower_precision_runs(
         and losses.keys() == recipe.evaluate(*toy_batch(3)).keys()
     )
     assert all(isinstance(v, float) and np.isfinite(v) and v > 0 for v in losses.values())
-    parts = sum(losses[name] for name in recipe.loss_names[:-3])  # all but g_total, d_a, d_b
-    assert recipe.loss_names[-3:] == ("g_total", "d_a", "d_b")
+    total = recipe.loss_names.index("g_total")  # the generator's terms, g_total, then D's
+    assert list(recipe.loss_names[total + 1 :]) == _discriminator_losses(recipe)
+    parts = sum(losses[name] for name in recipe.loss_names[:total])
     assert losses["g_total"] == pytest.approx(parts, rel=1e-6)
     bf16 = tiny_recipe(method, precision="bf16", channels_last=True).train_step(real_a, real_b)
     assert all(isinstance(v, float) and np.isfinite(v) for v in bf16.values())

@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -107,10 +107,8 @@ class CycleGANRecipe(GanRecipeBase[GeneratedImages, torch.Tensor]):
         """Half the sum of the real and fake terms (slows D relative to G, as published)."""
         return 0.5 * (self.gan_loss(scores_real, True) + self.gan_loss(scores_fake, False))
 
-    def _discriminator_fakes(
-        self, fake_a: torch.Tensor, fake_b: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.pool_a.query(fake_a), self.pool_b.query(fake_b)
+    def _discriminator_fake(self, domain: Literal["a", "b"], fake: torch.Tensor) -> torch.Tensor:
+        return (self.pool_a if domain == "a" else self.pool_b).query(fake)
 
     def _inference_generator(self) -> nn.Module:
         return self.generators.g_ab
