@@ -162,15 +162,6 @@ def _execute(run: _Run, executor: Any, classifier_uri: str, store: Storage, opti
     done()
 
 
-class _Measured(NamedTuple):
-    source: str
-    target: str
-    models: dict[str, str]
-    runs: tuple[str, ...]
-    in_domain_runs: tuple[str, ...]
-    site_detector: dict[str, Any]
-
-
 @dataclass(frozen=True)
 class FamilyResult:
     """One shift family (source site → the target site): its runs (the source's test images
@@ -221,9 +212,9 @@ def _family(
     store: Storage,
     steps: _Steps,
     progress: bool,
-) -> _Measured:
-    """One family: its site detector, every method fitted, the runs and the site AUCs (its
-    folders: OUT/models/SOURCE/ and OUT/runs/SOURCE/; its report: ``_report``)."""
+) -> FamilyResult:
+    """One family: its site detector, every method fitted, the runs, the site AUCs and the
+    report (its folders: OUT/models/SOURCE/, OUT/runs/SOURCE/ and OUT/report/SOURCE/)."""
     archives = shared.archives
     done = steps.start(
         f"site_detector_{source}", f"training the site detector: {source} or {archives.target}?"
@@ -267,28 +258,19 @@ def _family(
     steps.echo("    " + ", ".join(f"{name} {auc:.3f}" for name, auc in site.items()))
     done()
 
-    detector = {"validation_auc": detector_auc, "auc": site}
-    return _Measured(
-        source, archives.target, models, tuple(r.out_uri for r in runs),
-        tuple(r.out_uri for r in in_domain), detector,
-    )  # fmt: skip
-
-
-def _report(measured: _Measured, shared: _Shared, out_uri: str, store: Storage,
-            steps: _Steps) -> FamilyResult:  # fmt: skip
-    """The family's report: its runs and in-domain runs, with its site-detector table."""
-    source, target = measured.source, shared.archives.target
-    done = steps.start(f"report_{source}", f"writing the report of {source} → {target}")
-    detector = measured.site_detector
+    done = steps.start(f"report_{source}", f"writing the report of {source} → {archives.target}")
+    run_uris = tuple(r.out_uri for r in runs)
+    in_domain_uris = tuple(r.out_uri for r in in_domain)
     report = build_report(
-        [*measured.runs, *measured.in_domain_runs],
+        [*run_uris, *in_domain_uris],
         join(out_uri, "report", source),
         storage=store,
-        target_site=target,
-        extra_sections=(site_section(detector["auc"], detector["validation_auc"], target),),
+        target_site=archives.target,
+        extra_sections=(site_section(site, detector_auc, archives.target),),
     )
     done()
-    return FamilyResult(*measured, report=report)
+    detector = {"validation_auc": detector_auc, "auc": site}
+    return FamilyResult(source, archives.target, models, run_uris, in_domain_uris, detector, report)
 
 
 def run_experiment(
@@ -324,10 +306,9 @@ def run_experiment(
     options = RunOptions(labels_uri=join(archives.test, "labels.parquet"), progress=progress)
     shared = _Shared(archives, settings, classifier_uri, options)
     families = tuple(
-        _report(_family(config, shared, s, out_uri, executor, store, steps, progress), shared,
-                out_uri, store, steps)
-        for s in archives.sources
-    )  # fmt: skip
+        _family(config, shared, source, out_uri, executor, store, steps, progress)
+        for source in archives.sources
+    )
 
     steps.seconds["total"] = round(time.perf_counter() - steps.started, 3)
     record = {

@@ -12,7 +12,8 @@ every image of a generator step) and a ``DiscriminatorPair``; one Adam optimizer
 - ``_generator_inputs``: what the generators get besides the two batches (CycleGAN: whether to
   make identity images; UNIT: the latent noise; CUT: the sampled patch positions), so which
   images a generator step makes;
-- ``_generator_losses``, ``_discriminator_loss``: the loss terms;
+- ``_generator_losses``, ``_discriminator_loss``: the loss terms (the latter by default the
+  published CycleGAN / CUT form: half the sum of the real and fake terms);
 - ``_discriminator_fake``: which fakes a discriminator learns from (the latest by default;
   CycleGAN: drawn from its image pools);
 - ``_inference_generator``, ``_extra_state``, ``_load_extra_state``: what is saved.
@@ -312,8 +313,13 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         raise NotImplementedError
 
     def _discriminator_loss(self, scores_real: ScoresT, scores_fake: ScoresT) -> torch.Tensor:
-        """One discriminator's loss from its scores of real and of fake images."""
-        raise NotImplementedError
+        """One discriminator's loss from its scores of real and of fake images. By default the
+        published CycleGAN / CUT form for one score map: half the sum of the real and fake terms
+        (slows D relative to G); UNIT, whose terms differ, overrides it."""
+        if isinstance(scores_real, list):  # one map per scale: the method sums them its own way
+            raise NotImplementedError(f"{self.method} needs its own _discriminator_loss")
+        real, fake = self.gan_loss(scores_real, True), self.gan_loss(scores_fake, False)
+        return 0.5 * (real + fake)
 
     def _discriminator_fake(self, domain: Literal["a", "b"], fake: torch.Tensor) -> torch.Tensor:
         """The fakes domain ``domain``'s discriminator learns from, given the latest (detached)

@@ -35,10 +35,10 @@ class CUTConfig:
         nce_t: the PatchNCE temperature.
         num_patches: patch positions sampled per layer (the same for every image of a batch and
             for both sides of the contrast); all of a smaller feature map.
+        netf_nc: width of both layers of each patch MLP head (the code's ``netF_nc``).
         lambda_gan, lambda_nce: loss weights.
         nce_idt: also contrast target images with their own translation, NCE(y, G(y)) (CUT);
             false: FastCUT.
-        netf_nc: width of both layers of each patch MLP head (the code's ``netF_nc``).
         lr, beta1, beta2: Adam's, for both optimizers (the generator with the heads, and D).
         gan_loss: ``least_squares`` (LSGAN, the published choice) or ``vanilla``.
     """
@@ -50,10 +50,10 @@ class CUTConfig:
     nce_layers: tuple[int, ...] = (0, 4, 7, 10, 14)
     nce_t: float = 0.07
     num_patches: int = 256
+    netf_nc: int = 256
     lambda_gan: float = 1.0
     lambda_nce: float = 1.0
     nce_idt: bool = True
-    netf_nc: int = 256
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999

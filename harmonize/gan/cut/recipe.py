@@ -51,11 +51,11 @@ class CUTRecipe(GanRecipeBase[CUTImages, torch.Tensor]):
     halved with nce_idt); ``nce_idt`` is 0 without it.
     """
 
+    config: CUTConfig
+    generators: CUTGenerators
     method: ClassVar[str] = "cut"
     config_class: ClassVar[type[Any]] = CUTConfig
     loss_names: ClassVar[tuple[str, ...]] = LOSS_NAMES
-    config: CUTConfig
-    generators: CUTGenerators
 
     @torch.no_grad()
     def evaluate(
@@ -117,12 +117,6 @@ class CUTRecipe(GanRecipeBase[CUTImages, torch.Tensor]):
         }
         losses["g_total"] = sum(losses.values(), zero)
         return losses
-
-    def _discriminator_loss(
-        self, scores_real: torch.Tensor, scores_fake: torch.Tensor
-    ) -> torch.Tensor:
-        """Half the sum of the real and fake terms, as published."""
-        return 0.5 * (self.gan_loss(scores_real, True) + self.gan_loss(scores_fake, False))
 
     def _inference_generator(self) -> nn.Module:
         return self.generators.g_ab

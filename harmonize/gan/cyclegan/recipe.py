@@ -101,12 +101,6 @@ class CycleGANRecipe(GanRecipeBase[GeneratedImages, torch.Tensor]):
         losses["g_total"] = sum(losses.values(), zero)
         return losses
 
-    def _discriminator_loss(
-        self, scores_real: torch.Tensor, scores_fake: torch.Tensor
-    ) -> torch.Tensor:
-        """Half the sum of the real and fake terms (slows D relative to G, as published)."""
-        return 0.5 * (self.gan_loss(scores_real, True) + self.gan_loss(scores_fake, False))
-
     def _discriminator_fake(self, domain: Literal["a", "b"], fake: torch.Tensor) -> torch.Tensor:
         return (self.pool_a if domain == "a" else self.pool_b).query(fake)
 
