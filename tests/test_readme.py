@@ -142,6 +142,7 @@ def _bash(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # every README command, three experiments included (about 8 min)
 def test_the_readme_commands_run_as_written(installed: Path, ray_address: str) -> None:
     commands = readme_commands()
     assert commands[0] == ". .venv/bin/activate" and len(commands) >= 8
