@@ -22,7 +22,8 @@ different seeds, so the images scored are never the ones any model learnt from.
 Example::
 
     result = run_experiment(ExperimentConfig.quick(), "out/experiment", executors=make_executor)
-    print(result.report.markdown)
+    for family in result.families:
+        print(family.report.markdown)
 """
 
 from __future__ import annotations
@@ -179,19 +180,11 @@ class FamilyResult:
 @dataclass(frozen=True)
 class ExperimentResult:
     """Where an experiment wrote its results, each family's report and the seconds of each
-    step (``report``: the first family's)."""
+    step."""
 
     out_uri: str
     families: tuple[FamilyResult, ...]
     seconds: dict[str, float]
-
-    @property
-    def report(self) -> Report:
-        return self.families[0].report
-
-    @property
-    def run_uris(self) -> tuple[str, ...]:
-        return tuple(uri for f in self.families for uri in f.runs)
 
 
 class _Shared(NamedTuple):

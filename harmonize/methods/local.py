@@ -101,11 +101,11 @@ def fit_tile_curves(original: torch.Tensor, generated: torch.Tensor) -> torch.Te
         sums = [torch.bincount(index, t * values, TILE_BINS) for t in tile_weight]
         return torch.stack(sums).cpu().numpy()
 
-    counts = binned(torch.ones_like(o).reshape(-1))
-    sum_o, sum_g = binned(o.reshape(-1)), binned(g.reshape(-1))
-    total = counts.sum(0)
+    counts, sum_g = binned(torch.ones_like(o).reshape(-1)), binned(g.reshape(-1))
+    total = counts.sum(0)  # the tents sum to 1 at every pixel: the whole image's counts
     occupied = total > 0
-    x_all = sum_o.sum(0)[occupied] / total[occupied]
+    sum_o = torch.bincount(index, o.reshape(-1), TILE_BINS).cpu().numpy()
+    x_all = sum_o[occupied] / total[occupied]
     y_global = _isotonic(x_all, sum_g.sum(0)[occupied] / total[occupied], total[occupied])
     n_tile, g_tile = counts[:, occupied], sum_g[:, occupied]
     levels = np.linspace(0.0, 1.0, LUT_LEVELS)
