@@ -49,6 +49,10 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+#: The name ending of a local write in progress (``.<name>.<random><suffix>`` beside the
+#: target until it is renamed into place); listings leave such files out, and only those:
+#: hidden files (``.x.dcm``) are listed like any other object.
+TEMPORARY_SUFFIX = ".harmonize-tmp"
 
 
 def is_s3(uri: str) -> bool:
@@ -141,8 +145,8 @@ class Storage:
             raise StorageError(f'"{uri}" is not an existing folder or file; check the path')
         for dirpath, _, files in os.walk(root):
             for name in files:
-                if name.startswith("."):
-                    continue  # in-progress temporary files and hidden files
+                if name.endswith(TEMPORARY_SUFFIX):
+                    continue  # an atomic write in progress (or one a killed process left)
                 p = Path(dirpath) / name
                 st = p.stat()
                 yield ObjectInfo(str(p), st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
@@ -195,7 +199,9 @@ class Storage:
         target = Path(uri).expanduser()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX, dir=target.parent
+            )
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             # mkstemp makes 0600 files; an output gets the permissions any new file would get.

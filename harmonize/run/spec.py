@@ -14,6 +14,7 @@ from typing import Any
 from harmonize import __version__
 from harmonize.errors import HarmonizeError
 from harmonize.io.archive import DICOM_SUFFIXES
+from harmonize.io.keys import safe_key
 from harmonize.io.manifest import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 from harmonize.io.storage import join
 
@@ -51,8 +52,10 @@ class RunSpec:
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def out_uri_for(self, source_uri: str) -> str:
-        """Where the derived image of ``source_uri`` goes: OUT/images/<method>/<pixels>/<rel>."""
-        rel = relative_path(self.input_uri, source_uri)
+        """Where the derived image of ``source_uri`` goes: OUT/images/<method>/<pixels>/<rel>,
+        ``rel`` its path under the input prefix made safe (``harmonize.io.keys``: whatever the
+        object is called, the output stays under OUT)."""
+        rel = safe_key(relative_path(self.input_uri, source_uri))
         return join(self.out_uri, "images", self.method, self.pixels_hash, rel)
 
     def as_dict(self) -> dict[str, Any]:
