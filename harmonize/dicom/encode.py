@@ -95,6 +95,7 @@ def encode_derived(
     method: str,
     description: str,
     uid_entropy: list[str] | None = None,
+    instance_entropy: list[str] | None = None,
     transfer_syntax_uid: str | None = None,
     deidentify: bool = False,
 ) -> bytes:
@@ -115,6 +116,10 @@ def encode_derived(
             deterministic; the source SOP Instance UID (for the instance) and Series Instance UID
             (for the series) are always mixed in, so one source series maps to one derived series.
             None gives random UIDs.
+        instance_entropy: values of this one source object (e.g. its URI and version) mixed
+            into the new SOP Instance UID only: two source objects that share a SOP Instance UID
+            (a copy, a re-send with other pixels) get different derived instances, in the same
+            derived series.
         transfer_syntax_uid: output transfer syntax; default: the source's if it is one of
             `writable_transfer_syntaxes` other than implicit VR, else Explicit VR Little Endian.
         deidentify: blank or remove basic patient-identifying attributes and private tags (not a
@@ -159,7 +164,7 @@ def encode_derived(
     stored = display_to_stored(pixels, bits_stored, photometric, bits_allocated=bits_allocated)
 
     ds = copy.deepcopy(without_pixel_data(header))
-    _make_derived_attributes(ds, source_ts, method, description, uid_entropy)
+    _make_derived_attributes(ds, source_ts, method, description, uid_entropy, instance_entropy)
     if deidentify:
         deidentify_dataset(ds)
 
@@ -242,6 +247,7 @@ def _make_derived_attributes(
     method: str,
     description: str,
     uid_entropy: list[str] | None,
+    instance_entropy: list[str] | None = None,
 ) -> None:
     """Turn a copy of the source header into the header of the derived image, in place."""
     source_sop_class = str(ds.SOPClassUID)
@@ -255,7 +261,10 @@ def _make_derived_attributes(
         ds.SeriesInstanceUID = generate_uid()
     else:
         entropy = [str(value) for value in uid_entropy]
-        ds.SOPInstanceUID = generate_uid(entropy_srcs=["sop", source_sop_instance, *entropy])
+        instance = [str(value) for value in instance_entropy or ()]
+        ds.SOPInstanceUID = generate_uid(
+            entropy_srcs=["sop", source_sop_instance, *entropy, *instance]
+        )
         ds.SeriesInstanceUID = generate_uid(entropy_srcs=["series", source_series, *entropy])
 
     image_type = list(ds.get("ImageType", []) or [])

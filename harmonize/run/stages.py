@@ -19,8 +19,8 @@ executor runs the same functions as a stream. Both load what the stages run with
 
 from __future__ import annotations
 
+import logging
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,7 +31,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from harmonize.dicom.decode import decode_dicom
 from harmonize.dicom.encode import encode_derived
 from harmonize.dicom.header import header_from_bytes, header_to_bytes
-from harmonize.errors import ModelError
+from harmonize.errors import HarmonizeError, ModelError
 from harmonize.io.manifest import STATUS_ERROR, STATUS_OK
 from harmonize.io.storage import Storage
 from harmonize.methods.base import Harmonizer
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from harmonize.classifier.model import Classifier
 
 PAYLOAD = ("pixels", "out_pixels", "header", "truth_pixels")
+logger = logging.getLogger(__name__)
 
 
 class Scorer(Protocol):
@@ -91,12 +92,29 @@ def load_checked(spec: RunSpec, storage: Storage) -> tuple[Harmonizer, Scorer | 
     return model.harmonizer, classifier
 
 
+MAX_REASON = 600  # characters of an error row's reason
+
+
+def failure_reason(stage: str, err: BaseException) -> str:
+    """One line for the manifest's ``error`` column: the stage and what was wrong. harmonize's
+    own errors already say what to do; anything else is named by its type, as unexpected (its
+    traceback goes to the log, never to the manifest)."""
+    if isinstance(err, HarmonizeError):
+        text = str(err)
+    else:
+        text = f"{type(err).__name__}: {err} (unexpected: the traceback is in the worker's log)"
+    text = " ".join(text.split())
+    if len(text) > MAX_REASON:
+        text = text[: MAX_REASON - 1] + "…"
+    return f"{stage}: {text}"
+
+
 def mark_failed(row: dict[str, Any], stage: str, err: BaseException) -> dict[str, Any]:
-    """Turn ``row`` into an error row: the stage, the exception and its message; no payload.
-    A row that failed before keeps its first error."""
+    """Turn ``row`` into an error row (its reason: ``failure_reason``); no payload. A row that
+    failed before keeps its first error."""
     if row.get("status") == STATUS_OK:
         row["status"] = STATUS_ERROR
-        row["error"] = f"{stage}: {type(err).__name__}: {err}"
+        row["error"] = failure_reason(stage, err)
     for key in PAYLOAD:
         row[key] = None
     return row
@@ -114,8 +132,10 @@ def _stage(name: str, seconds_key: str) -> Callable[[Callable[..., None]], Calla
             try:
                 fn(row, *args)
             except Exception as err:  # noqa: BLE001 - every failure becomes an error row
+                first = row.get("status") == STATUS_OK
                 mark_failed(row, name, err)
-                row["error"] += "\n" + traceback.format_exc(limit=3)[-1500:]
+                if first and not isinstance(err, HarmonizeError):
+                    logger.warning("%s of %s failed", name, row.get("source_uri"), exc_info=True)
             row[seconds_key] = (row.get(seconds_key) or 0.0) + time.perf_counter() - start
             return row
 
@@ -238,6 +258,8 @@ def _encode(row: dict[str, Any], spec: RunSpec) -> None:
         method=spec.method,
         description=f"harmonize {spec.method} ({spec.mode}) model {spec.model_hash}",
         uid_entropy=[spec.method, spec.pixels_hash],  # source UIDs are mixed in by dicom/encode.py
+        # Sources that share a SOP Instance UID (copies, re-sends) still get distinct outputs.
+        instance_entropy=[row["source_uri"], row.get("source_etag") or ""],
     )  # the encoded file replaces the header payload until it is written
 
 

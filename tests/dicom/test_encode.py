@@ -150,6 +150,22 @@ def test_uids_are_deterministic_with_entropy():
     assert ds.SeriesInstanceUID == uids(["h", "1"])[1] and ds.SOPInstanceUID != uids(["h", "1"])[0]
 
 
+def test_two_sources_sharing_a_uid_get_distinct_instances_in_one_series():
+    image = decode_dicom(make_image(random_values(12, False), 12))
+
+    def uids(instance):
+        out = encode_derived(
+            image.header, image.pixels, method="m", description="d", uid_entropy=["h", "1"],
+            instance_entropy=instance,
+        )  # fmt: skip
+        ds = pydicom.dcmread(io.BytesIO(out), stop_before_pixels=True)
+        return ds.SOPInstanceUID, ds.SeriesInstanceUID
+
+    a, b = uids(["s3://a/x.dcm", "e1"]), uids(["s3://a/copy.dcm", "e1"])
+    assert a[0] != b[0] and a[1] == b[1]
+    assert uids(["s3://a/x.dcm", "e1"]) == a  # deterministic
+
+
 def dciodvfy_errors(dciodvfy: str, path: Path) -> set[str]:
     result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
     lines = (result.stdout + result.stderr).splitlines()

@@ -10,11 +10,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from harmonize.errors import ModelError
+from harmonize.errors import DicomError, ModelError, StorageError
 from harmonize.io.storage import Storage
 from harmonize.models.registry import create_harmonizer, load_model
 from harmonize.run.spec import RunSpec
-from harmonize.run.stages import harmonize_and_measure_batch, load_checked, mark_failed
+from harmonize.run.stages import (
+    MAX_REASON,
+    _stage,
+    failure_reason,
+    harmonize_and_measure_batch,
+    load_checked,
+    mark_failed,
+)
 
 rng = np.random.default_rng(0)
 
@@ -93,8 +100,27 @@ def test_a_failed_row_keeps_its_first_error_and_drops_its_payload() -> None:
     row = _rows([(8, 8)])[0]
     mark_failed(row, "decode", ValueError("bad header"))
     mark_failed(row, "harmonize", RuntimeError("no model"))
-    assert row["status"] == "error" and row["error"] == "decode: ValueError: bad header"
+    assert row["status"] == "error"
+    assert row["error"] == (
+        "decode: ValueError: bad header (unexpected: the traceback is in the worker's log)"
+    )
     assert row["pixels"] is None and row["out_pixels"] is None and row["header"] is None
+
+
+def test_a_reason_is_one_bounded_line_and_the_traceback_goes_to_the_log(caplog) -> None:
+    assert failure_reason("decode", DicomError("the image has 3 frames;\n split it")) == (
+        "decode: the image has 3 frames; split it"
+    )
+    assert len(failure_reason("write", StorageError("x" * 5000))) == len("write: ") + MAX_REASON
+
+    @_stage("harmonize", "harmonize_s")
+    def broken(row: dict) -> None:
+        raise KeyError("rows")
+
+    row = broken({"status": "ok", "source_uri": "s3://a/b.dcm"})
+    assert row["error"].startswith("harmonize: KeyError: 'rows' (unexpected")
+    (record,) = [r for r in caplog.records if r.name == "harmonize.run.stages"]
+    assert "s3://a/b.dcm" in record.getMessage() and record.exc_info is not None
 
 
 @pytest.mark.parametrize("changed", ["model", "classifier"])
