@@ -13,7 +13,7 @@ from harmonize.cli.common import (
     progress_option,
     storage,
 )
-from harmonize.io.archive import DICOM_SUFFIXES
+from harmonize.io.archive import DICOM_SUFFIXES, MAX_PIXELS
 
 
 @click.command()
@@ -62,6 +62,14 @@ from harmonize.io.archive import DICOM_SUFFIXES
 )
 @click.option("--run-id", help="Run id [default: UTC time + random].")
 @click.option("--limit", type=click.IntRange(1), help="At most N objects.")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(1),
+    default=MAX_PIXELS,
+    show_default=True,
+    help="Refuse (as error rows, before decoding) images whose header claims more pixels "
+    "(Rows x Columns): a corrupt header must not exhaust memory.",
+)
 @progress_option()
 @click.pass_context
 def run(
@@ -80,6 +88,7 @@ def run(
     suffixes: tuple[str, ...],
     run_id: str | None,
     limit: int | None,
+    max_pixels: int,
     progress: bool,
 ) -> None:
     """Harmonize an archive: derived DICOM under OUT/images/, manifest under OUT/manifest/.
@@ -103,6 +112,7 @@ def run(
         run_id=run_id,
         progress=progress,
         limit=limit,
+        max_pixels=max_pixels,
     )
     try:
         summary = run_harmonization(

@@ -70,7 +70,16 @@ def _submit_command(name: str) -> None:
     @click.option(
         "--aws-env/--no-aws-env",
         default=True,
-        help="Pass this shell's AWS_* variables (S3 credentials, endpoint) to the job.",
+        help="Pass this shell's AWS region and S3 endpoint (AWS_REGION, AWS_DEFAULT_REGION, "
+        "AWS_ENDPOINT_URL) to the job; never a secret.",
+    )
+    @click.option(
+        "--pass-aws-credentials",
+        is_flag=True,
+        help="Also pass AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN: they "
+        "become part of the job's runtime_env, which the Ray dashboard and `ray job` show to "
+        "anyone who can reach them. Prefer the cluster's own identity (IAM role, service "
+        "account).",
     )
     @click.pass_context
     def command(
@@ -81,11 +90,12 @@ def _submit_command(name: str) -> None:
         follow: bool,
         working_dir: str | None,
         aws_env: bool,
+        pass_aws_credentials: bool,
     ) -> None:
         from harmonize.distributed import jobs
 
         inner = with_gpus(name, args, gpus)
-        env = jobs.aws_env() if aws_env else {}
+        env = jobs.aws_env(credentials=pass_aws_credentials) if aws_env else {}
         if s3_endpoint(ctx):
             env["AWS_ENDPOINT_URL"] = str(s3_endpoint(ctx))
         job = jobs.submit_job(

@@ -29,6 +29,15 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from harmonize.dicom.values import MONOCHROME, VoiKind, apply_grayscale_pipeline
 from harmonize.errors import DicomError
+from harmonize.io.archive import MAX_PIXELS
+
+#: SOP classes that hold no image, named in their refusal.
+_NON_IMAGE_KINDS = {
+    "1.2.840.10008.1.3.10": "a DICOMDIR (a media directory listing the files beside it)",
+    "1.2.840.10008.5.1.4.1.1.11.1": "a presentation state (display settings, no pixels)",
+    "1.2.840.10008.5.1.4.1.1.88.59": "a key object selection (a list of other images)",
+    "1.2.840.10008.5.1.4.1.1.104.1": "an encapsulated PDF",
+}
 
 # What to install when pydicom cannot decode a compressed transfer syntax.
 _DECODER_HINT = {
@@ -91,21 +100,24 @@ class DecodedImage:
     header: Dataset
 
 
-def decode_dicom(data: bytes) -> DecodedImage:
+def decode_dicom(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     """Decode a single-frame MONOCHROME1/2 DICOM image to display intensities in [0, 1].
 
     Args:
         data: the bytes of a DICOM Part-10 file (a bare dataset without preamble is accepted too).
+        max_pixels: refuse, before decoding, an image whose header claims more pixels.
 
     Returns:
         The display pixels, the image's metadata and the header (dataset without Pixel Data).
 
     Raises:
-        DicomError: ``data`` is not DICOM or is truncated, holds no pixel data, is multi-frame or
-            colour, or its transfer syntax cannot be decoded with the installed plugins.
+        DicomError: ``data`` is not DICOM or is truncated, holds no pixel data (a DICOMDIR, a
+            report, ...), is multi-frame or colour, claims more than ``max_pixels`` pixels, has
+            native pixel data of another length than its header says, or its transfer syntax
+            is unknown or cannot be decoded with the installed plugins.
     """
     ds = _read_dataset(data)
-    _check_decodable(ds)
+    _check_decodable(ds, max_pixels, data)
     stored = _decode_stored_pixels(ds)
     display, voi_kind, center, width = apply_grayscale_pipeline(stored, ds)
 
@@ -154,6 +166,9 @@ def _read_dataset(data: bytes) -> Dataset:
         raise DicomError(f"{truncated} ({type(err).__name__}: {err})") from err
     if any("end of file" in str(w.message).lower() for w in caught):
         raise DicomError(truncated)
+    media_class = str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ""))
+    if media_class in _NON_IMAGE_KINDS and "PixelData" not in ds:
+        raise DicomError(_not_an_image(media_class))
     if "SOPClassUID" not in ds and "PixelData" not in ds:
         raise DicomError(truncated)
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
@@ -191,16 +206,31 @@ def _read_bare_dataset(data: bytes) -> Dataset:
     return ds
 
 
-def _check_decodable(ds: Dataset) -> None:
-    """Raise DicomError unless ``ds`` is a single-frame grayscale image we can decode."""
-    sop_class = ds.get("SOPClassUID", "")
-    sop_name = getattr(UID(str(sop_class)), "name", str(sop_class)) if sop_class else "unknown"
+def _not_an_image(sop_class: str) -> str:
+    kind = _NON_IMAGE_KINDS.get(sop_class) or f"a {UID(sop_class).name} object"
+    return (
+        f"the object is {kind}, not an image; only single-frame grayscale images (e.g. CR, DX) "
+        "can be harmonized: filter non-image objects out of the input"
+    )
+
+
+def _check_decodable(ds: Dataset, max_pixels: int = MAX_PIXELS, data: bytes = b"") -> None:
+    """Raise DicomError unless ``ds`` is a single-frame grayscale image we can decode, of at
+    most ``max_pixels`` pixels (``data``: the file's bytes, to tell a corrupt header)."""
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    sop_name = getattr(UID(sop_class), "name", sop_class) if sop_class else "unknown"
     if "PixelData" not in ds:
-        kind = (
-            "float pixel data, which is not supported"
-            if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
-            else "no Pixel Data (7FE0,0010)"
-        )
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            kind = "float pixel data, which is not supported"
+        elif _pixel_data_follows(data):
+            raise DicomError(
+                "the header is corrupt: the file holds Pixel Data (7FE0,0010), but reading "
+                "stopped before it (an element's length is wrong); fix or exclude the file"
+            )
+        elif sop_class and not UID(sop_class).name.endswith("Image Storage"):
+            raise DicomError(_not_an_image(sop_class))
+        else:
+            kind = "no Pixel Data (7FE0,0010)"
         raise DicomError(
             f"the object (SOP class {sop_name}) has {kind}; only single-frame grayscale images "
             "(e.g. CR, DX) can be harmonized: filter non-image objects out of the input"
@@ -234,8 +264,22 @@ def _check_decodable(ds: Dataset) -> None:
         )
     if rows < 1 or cols < 1:
         raise DicomError(f"the image is {rows}x{cols} pixels; a real image has both sizes > 0")
+    if rows * cols * frames > max_pixels:
+        raise DicomError(
+            f"the header claims {rows}x{cols} pixels ({rows * cols / 1e6:.0f} megapixels), more "
+            f"than the limit of {max_pixels / 1e6:.0f} megapixels: the header is probably "
+            "corrupt (if the image is real, raise the limit: harmonize run --max-pixels)"
+        )
 
     tsyntax = ds.file_meta.TransferSyntaxUID
+    if not tsyntax.is_transfer_syntax:
+        raise DicomError(
+            f"the transfer syntax UID {str(tsyntax)!r} is not one that DICOM defines (a private "
+            "or misspelt UID); the pixel data cannot be decoded: convert the file to a standard "
+            "transfer syntax"
+        )
+    if not tsyntax.is_encapsulated:
+        _check_native_length(ds, rows * cols * frames * samples * allocated // 8)
     if tsyntax.is_compressed:
         try:
             decoder = get_decoder(tsyntax)
@@ -251,6 +295,31 @@ def _check_decodable(ds: Dataset) -> None:
                 f"no decoder plugin is installed; install {hint} "
                 f"(pydicom: {'; '.join(decoder.missing_dependencies)})"
             )
+
+
+def _pixel_data_follows(data: bytes) -> bool:
+    """Whether the file's bytes hold a Pixel Data tag (little or big endian) that parsing
+    never reached."""
+    raw = bytes(data)
+    return b"\xe0\x7f\x10\x00" in raw or b"\x7f\xe0\x00\x10" in raw
+
+
+def _check_native_length(ds: Dataset, expected: int) -> None:
+    """Native (uncompressed) Pixel Data must hold what Rows x Columns x Bits Allocated say
+    (plus one pad byte to an even length)."""
+    found = len(ds.PixelData)
+    if found < expected:
+        raise DicomError(
+            f"Pixel Data holds {found} bytes, but Rows x Columns x Bits Allocated need "
+            f"{expected}: the file is truncated or its header is wrong; re-fetch it from the "
+            "archive"
+        )
+    if found > expected + (expected % 2):
+        raise DicomError(
+            f"Pixel Data holds {found} bytes, more than the {expected} that Rows x Columns x "
+            "Bits Allocated give: the header does not describe the pixels (wrong Rows, Columns "
+            "or Bits Allocated); fix or exclude the file"
+        )
 
 
 def _decode_stored_pixels(ds: Dataset) -> np.ndarray:

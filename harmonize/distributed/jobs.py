@@ -46,16 +46,13 @@ from harmonize.errors import ConfigError, HarmonizeError
 SUBMITTABLE = ("train", "run", "report")
 DASHBOARD_PORT = 8265  # Ray's default, for the examples in messages
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
-# Forwarded into a job's environment when set here (they appear in the job's runtime_env, which
-# the dashboard shows: clusters with their own IAM role should be given none).
-AWS_ENV_VARS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ENDPOINT_URL",
-)
+# Forwarded into a job's environment when set here: where S3 is, no secret. (A job's
+# runtime_env is shown by the dashboard and `ray job` to anyone who can reach them.)
+AWS_SETTINGS = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
+# Forwarded only when asked (`submit --pass-aws-credentials`): the cluster's own identity (an
+# IAM role, a service account, its nodes' environment) is the safe way to reach S3.
+AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+AWS_ENV_VARS = AWS_SETTINGS + AWS_CREDENTIALS
 # Never shipped with --working-dir (Ray also honours the folder's .gitignore).
 WORKING_DIR_EXCLUDES = [
     ".venv/",
@@ -84,9 +81,11 @@ class Submission:
     started_local_head: bool = False
 
 
-def aws_env() -> dict[str, str]:
-    """The AWS_* variables set in this process (credentials, region, S3 endpoint)."""
-    return {k: os.environ[k] for k in AWS_ENV_VARS if os.environ.get(k)}
+def aws_env(credentials: bool = False) -> dict[str, str]:
+    """The AWS_* settings set in this process (region, S3 endpoint), and with ``credentials``
+    its keys and session token too."""
+    names = AWS_ENV_VARS if credentials else AWS_SETTINGS
+    return {k: os.environ[k] for k in names if os.environ.get(k)}
 
 
 def _normalize(address: str) -> str:

@@ -66,8 +66,8 @@ def _harmonize_rows(
         return _table(harmonize_and_measure_batch(rows, harmonizer, classifier))
 
 
-def _decode_batch(batch: pa.Table, storage: Storage) -> pa.Table:
-    return _table([read_and_decode(row, storage) for row in batch.to_pylist()])
+def _decode_batch(batch: pa.Table, spec: RunSpec, storage: Storage) -> pa.Table:
+    return _table([read_and_decode(row, spec, storage) for row in batch.to_pylist()])
 
 
 def _harmonize_batch(batch: pa.Table, spec: RunSpec, storage: Storage) -> pa.Table:
@@ -145,7 +145,9 @@ class RayStreamExecutor:
         step = -(-len(todo) // n_blocks)
         ds = ray.data.from_arrow([_table(todo[i : i + step]) for i in range(0, len(todo), step)])
         cpu_stage: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": None, "num_cpus": 1}
-        ds = ds.map_batches(_decode_batch, fn_kwargs={"storage": storage}, **cpu_stage)
+        ds = ds.map_batches(
+            _decode_batch, fn_kwargs={"spec": spec, "storage": storage}, **cpu_stage
+        )
         if actors:
             ds = ds.map_batches(
                 HarmonizeActor,

@@ -11,6 +11,11 @@ if TYPE_CHECKING:  # this module stays light: the CLI reads DICOM_SUFFIXES for i
 
 #: Object names that count as DICOM (case-insensitive). ``harmonize run --suffix`` may widen it.
 DICOM_SUFFIXES = (".dcm", ".dicom")
+#: The largest image decoded (Rows x Columns x frames): a header claiming more is refused
+#: before any pixel memory is allocated. 8192² (67 megapixels, 128 MiB of 16-bit pixels and
+#: 256 MiB as float32) is above every radiograph (CR/DX: at most ~4300 x 3500; digital
+#: mammography ~4000 x 5000); raise it for larger images (``harmonize run --max-pixels``).
+MAX_PIXELS = 8192 * 8192
 
 
 def list_images(

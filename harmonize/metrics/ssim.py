@@ -103,6 +103,17 @@ def ssim_map(x: ImageBatch, y: ImageBatch, **options: Unpack[SsimOptions]) -> to
     return out_map[0] if single else out_map
 
 
+def smallest_side(**options: Unpack[SsimOptions]) -> int:
+    """The smallest image side SSIM with ``options`` can measure (its window must fit)."""
+    window = skimage_window(
+        options.get("gaussian_weights", False),
+        options.get("sigma", 1.5),
+        options.get("win_size"),
+        options.get("use_sample_covariance", True),
+    )
+    return window.size + 2 * window.crop
+
+
 def _run_ssim(
     x: ImageBatch,
     y: ImageBatch,

@@ -36,7 +36,7 @@ class LocalExecutor:
             harmonizer, classifier = load_checked(spec, storage)
         except Exception as err:  # noqa: BLE001 - the rows say why, as on the stream
             for row in todo:
-                failed = mark_failed(read_and_decode(row, storage), "harmonize", err)
+                failed = mark_failed(read_and_decode(row, spec, storage), "harmonize", err)
                 yield encode_and_write(failed, spec, storage)
             return
         for row in todo:

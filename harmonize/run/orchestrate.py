@@ -124,6 +124,7 @@ def _spec(
         mode=mode,
         classifier_uri=classifier_uri,
         classifier_hash=classifier.model_hash if classifier is not None else None,
+        max_pixels=options.max_pixels,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from harmonize import __version__
 from harmonize.errors import HarmonizeError
-from harmonize.io.archive import DICOM_SUFFIXES
+from harmonize.io.archive import DICOM_SUFFIXES, MAX_PIXELS
 from harmonize.io.keys import safe_key
 from harmonize.io.manifest import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 from harmonize.io.storage import join
@@ -33,6 +33,7 @@ class RunSpec:
     code_version: str = __version__
     classifier_uri: str | None = None
     classifier_hash: str | None = None
+    max_pixels: int = MAX_PIXELS  # larger images are refused before decoding (error rows)
 
     @property
     def pixels_hash(self) -> str:
@@ -78,6 +79,7 @@ class RunOptions:
     run_id: str | None = None
     progress: bool = True
     limit: int | None = None  # process at most this many objects (smoke tests)
+    max_pixels: int = MAX_PIXELS  # refuse larger images (Rows x Columns) before decoding
 
 
 class ExitCode(IntEnum):

@@ -36,7 +36,7 @@ from harmonize.io.manifest import STATUS_ERROR, STATUS_OK
 from harmonize.io.storage import Storage
 from harmonize.methods.base import Harmonizer
 from harmonize.metrics.histogram import HIST_BINS, intensity_histogram
-from harmonize.metrics.ssim import SSIM_OPTIONS, ssim
+from harmonize.metrics.ssim import SSIM_OPTIONS, smallest_side, ssim
 from harmonize.models.registry import LoadedModel, load_model
 from harmonize.run.spec import RunSpec
 
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 PAYLOAD = ("pixels", "out_pixels", "header", "truth_pixels")
 logger = logging.getLogger(__name__)
+SSIM_SIDE = smallest_side(**SSIM_OPTIONS)  # smaller images get no SSIM (and a note why)
 
 
 class Scorer(Protocol):
@@ -153,8 +154,8 @@ def _read(row: dict[str, Any], storage: Storage) -> None:
 
 
 @_stage("decode", "decode_s")
-def _decode(row: dict[str, Any]) -> None:
-    decoded = decode_dicom(row["pixels"])
+def _decode(row: dict[str, Any], max_pixels: int) -> None:
+    decoded = decode_dicom(row["pixels"], max_pixels=max_pixels)
     meta = decoded.meta
     row.update(
         image_id=meta.sop_instance_uid,
@@ -167,7 +168,7 @@ def _decode(row: dict[str, Any]) -> None:
         header=header_to_bytes(decoded.header),
     )
     if row["truth_pixels"]:
-        truth = decode_dicom(row["truth_pixels"]).pixels
+        truth = decode_dicom(row["truth_pixels"], max_pixels=max_pixels).pixels
         if truth.shape != decoded.pixels.shape:
             raise ValueError(
                 f"the truth image {row['truth_uri']} is {truth.shape[0]}x{truth.shape[1]}, the "
@@ -176,9 +177,9 @@ def _decode(row: dict[str, Any]) -> None:
         row["truth_pixels"] = np.ascontiguousarray(truth, dtype=np.float32).tobytes()
 
 
-def read_and_decode(row: dict[str, Any], storage: Storage) -> dict[str, Any]:
+def read_and_decode(row: dict[str, Any], spec: RunSpec, storage: Storage) -> dict[str, Any]:
     """Stage 1 (CPU): object bytes → display pixels + header + image metadata."""
-    return _decode(_read(row, storage))
+    return _decode(_read(row, storage), spec.max_pixels)
 
 
 def pixels_of(row: dict[str, Any], key: str = "pixels") -> np.ndarray:
@@ -194,12 +195,19 @@ def _harmonize(row: dict[str, Any], harmonizer: Harmonizer) -> None:
 @_stage("metrics", "metrics_s")
 def _measure(row: dict[str, Any]) -> None:
     before, after = pixels_of(row), pixels_of(row, "out_pixels")
-    row["ssim"] = float(ssim(before, after, **SSIM_OPTIONS))
+    truth = pixels_of(row, "truth_pixels") if row.get("truth_pixels") else None
+    fits = min(before.shape) >= SSIM_SIDE
+    if fits:
+        row["ssim"] = float(ssim(before, after, **SSIM_OPTIONS))
+    else:  # harmonized and written all the same
+        row["notes"] = (
+            f"ssim: the image is {before.shape[0]}x{before.shape[1]} pixels, smaller than "
+            f"SSIM's {SSIM_SIDE}-pixel window: SSIM left empty"
+        )
     row["hist_in"] = intensity_histogram(before, bins=HIST_BINS).astype(np.float32).tolist()
     row["hist_out"] = intensity_histogram(after, bins=HIST_BINS).astype(np.float32).tolist()
-    if row.get("truth_pixels"):
-        truth = pixels_of(row, "truth_pixels")
-        row["ssim_truth"] = float(ssim(truth, after, **SSIM_OPTIONS))
+    if truth is not None:
+        row["ssim_truth"] = float(ssim(truth, after, **SSIM_OPTIONS)) if fits else None
         row["psnr_truth"] = float(peak_signal_noise_ratio(truth, after, data_range=1.0))
     row["pixels"] = row["truth_pixels"] = None  # only the harmonized pixels go on to the encoder
 
@@ -287,6 +295,6 @@ def process_object(
     classifier: Scorer | None = None,
 ) -> dict[str, Any]:
     """All stages for one object in this process (the sequential reference path)."""
-    row = read_and_decode(row, storage)
+    row = read_and_decode(row, spec, storage)
     row = harmonize_and_measure(row, harmonizer, classifier)
     return encode_and_write(row, spec, storage)

@@ -20,7 +20,7 @@ from pydicom.uid import (
 from harmonize.dicom.decode import decode_dicom
 from harmonize.errors import DicomError
 
-from dicom_samples import make_image, random_values, read_testdata, reference_display
+from dicom_samples import data_path, make_image, random_values, read_testdata, reference_display
 
 # --------------------------------------------------------------------------------------------
 # Decoding real CR chest radiographs
@@ -110,6 +110,24 @@ def rgb_image() -> bytes:
     return buffer.getvalue()
 
 
+def altered(**attributes: object) -> bytes:
+    """A valid image whose header is then changed (``TransferSyntaxUID`` in the file meta)."""
+    ds = pydicom.dcmread(io.BytesIO(make_image(random_values(12, False), 12)))  # 36 x 44
+    for keyword, value in attributes.items():
+        setattr(ds.file_meta if keyword == "TransferSyntaxUID" else ds, keyword, value)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=False)
+    return buffer.getvalue()
+
+
+def corrupt_length() -> bytes:
+    """An image whose Patient Name element claims 200 bytes: parsing loses its way."""
+    data = bytearray(make_image(random_values(12, False), 12))
+    at = data.find(b"\x10\x00\x10\x00PN")
+    data[at + 6 : at + 8] = (200).to_bytes(2, "little")
+    return bytes(data)
+
+
 def multiframe_image() -> bytes:
     ds = pydicom.dcmread(io.BytesIO(make_image(random_values(12, False), 12)))
     ds.set_pixel_data(np.zeros((2, 8, 8), np.uint16), "MONOCHROME2", 12)
@@ -123,7 +141,20 @@ def multiframe_image() -> bytes:
     [
         (lambda: os.urandom(4096), "not a DICOM file"),
         (lambda: b"", "not a DICOM file"),
-        (lambda: build_dataset(SOPClassUID="1.2.840.10008.5.1.4.1.1.88.11"), "no Pixel Data"),
+        (
+            lambda: build_dataset(SOPClassUID="1.2.840.10008.5.1.4.1.1.88.11"),
+            "the object is a Basic Text SR Storage object, not an image",
+        ),
+        (
+            lambda: build_dataset(SOPClassUID="1.2.840.10008.5.1.4.1.1.11.1"),
+            "the object is a presentation state",
+        ),
+        (lambda: data_path("DICOMDIR").read_bytes(), "the object is a DICOMDIR"),
+        (lambda: altered(Rows=16000, Columns=16000), r"16000x16000 pixels \(256 megapixels\)"),
+        (lambda: altered(Rows=30), "Pixel Data holds 3168 bytes, more than the 2640"),
+        (lambda: altered(Rows=40), "Pixel Data holds 3168 bytes, but .* need 3520"),
+        (lambda: altered(TransferSyntaxUID="1.2.3.4.5"), "'1.2.3.4.5' is not one that DICOM"),
+        (corrupt_length, "the header is corrupt: the file holds Pixel Data"),
         (lambda: read_testdata("RG3_UNCR.dcm")[:3_000_000], "truncated"),
         (lambda: read_testdata("RG3_UNCR.dcm")[:400], "truncated"),
         (lambda: read_testdata("RG3_J2KR.dcm")[:-100], "truncated"),
@@ -133,7 +164,14 @@ def multiframe_image() -> bytes:
     ids=[
         "random",
         "empty",
-        "non-image",
+        "structured-report",
+        "presentation-state",
+        "dicomdir",
+        "16000-squared",
+        "pixel-data-too-long",
+        "pixel-data-too-short",
+        "unknown-transfer-syntax",
+        "corrupt-element-length",
         "truncated-pixels",
         "truncated-header",
         "truncated-j2k",
@@ -144,6 +182,13 @@ def multiframe_image() -> bytes:
 def test_bad_input_raises_dicom_error(make_bytes, message):
     with pytest.raises(DicomError, match=message):
         decode_dicom(make_bytes())
+
+
+def test_the_pixel_limit_is_checked_before_decoding() -> None:
+    data = make_image(random_values(12, False), 12)  # 36 x 44 = 1584 pixels
+    assert decode_dicom(data, max_pixels=1584).pixels.shape == (36, 44)
+    with pytest.raises(DicomError, match="more than the limit"):
+        decode_dicom(data, max_pixels=1583)
 
 
 def test_undecodable_transfer_syntax_names_the_plugin():

@@ -97,18 +97,26 @@ def test_submit_passes_gpus_and_s3_settings_through(
     for key in jobs.AWS_ENV_VARS:  # the S3 test server's, when another test started it
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
     train = ["cyclegan", "--source", "s3://a/mc", "--target", "s3://a/sz", "--out", "s3://m/x"]
     assert run_cli("--s3-endpoint", "http://s3:9000", "submit", "train", *train, "--gpus", "8") == 0
     assert run_cli("submit", "run", "--method", "histogram", "--gpus", "4", "--no-aws-env") == 0
     assert run_cli("submit", "run", "--actors", "2", "--gpus", "4") == 2
+    assert run_cli("submit", "report", "--pass-aws-credentials") == 0
+    settings = {"AWS_REGION": "eu-west-1"}
+    # By default no secret travels: only where S3 is.
     assert submitted[0] == (
-        "train",
-        [*train, "--gpus", "8"],
-        {"AWS_ACCESS_KEY_ID": "key", "AWS_ENDPOINT_URL": "http://s3:9000"},
-    )
+        "train", [*train, "--gpus", "8"], {**settings, "AWS_ENDPOINT_URL": "http://s3:9000"}
+    )  # fmt: skip
     assert submitted[1] == ("run", ["--method", "histogram", "--actors", "4"], {})
+    assert submitted[2][2] == {
+        **settings, "AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret"
+    }  # fmt: skip
     printed = capsys.readouterr().out
     assert "harmonize submit logs job-1 --follow --address http://head:8265" in printed
+    assert run_cli("submit", "run", "--help") == 0
+    assert "which the Ray dashboard and `ray job` show" in " ".join(capsys.readouterr().out.split())
 
 
 # -- against a real Ray head ---------------------------------------------------------------------

@@ -172,7 +172,7 @@ def test_a_model_changed_mid_run_turns_rows_into_errors(
     if executor == "local":
         out = list(LocalExecutor().rows(todo, spec, Storage()))
     else:
-        decoded = _decode_batch(_table(todo), Storage())
+        decoded = _decode_batch(_table(todo), spec, Storage())
         harmonized = _harmonize_batch(decoded, spec, Storage())
         assert all(r["pixels"] is None for r in harmonized.to_pylist())
         out = _encode_batch(harmonized, spec, Storage()).to_pylist()

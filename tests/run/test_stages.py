@@ -16,6 +16,7 @@ from harmonize.models.registry import create_harmonizer, load_model
 from harmonize.run.spec import RunSpec
 from harmonize.run.stages import (
     MAX_REASON,
+    SSIM_SIDE,
     _stage,
     failure_reason,
     harmonize_and_measure_batch,
@@ -144,3 +145,21 @@ def test_the_stages_refuse_a_model_changed_since_planning(
     stale = replace(spec, **{f"{changed}_hash": "0" * 16})
     with pytest.raises(ModelError, match=f'the {changed} at ".*" changed during run r'):
         load_checked(stale, Storage())
+
+
+def test_an_image_smaller_than_the_ssim_window_is_harmonized_with_ssim_left_empty(
+    harmonizer,
+) -> None:
+    small, fits = _rows([(8, 8), (SSIM_SIDE, SSIM_SIDE)])
+    for row in (small, fits):
+        row["truth_pixels"] = row["pixels"]
+    out = harmonize_and_measure_batch([small, fits], harmonizer, MeanScorer())
+    assert [r["status"] for r in out] == ["ok", "ok"]
+    assert out[0].get("ssim") is None and out[0]["ssim_truth"] is None
+    assert out[0]["notes"] == (
+        f"ssim: the image is 8x8 pixels, smaller than SSIM's {SSIM_SIDE}-pixel window: SSIM "
+        "left empty"
+    )
+    assert np.isfinite(out[0]["psnr_truth"]) and out[0]["score_out"] is not None
+    assert out[1]["ssim"] is not None and out[1]["ssim_truth"] is not None
+    assert out[1].get("notes") is None
