@@ -10,7 +10,19 @@ class ConfigError(HarmonizeError):
 
 
 class StorageError(HarmonizeError):
-    """An object or prefix could not be listed, read or written."""
+    """An object or prefix could not be listed, read or written. ``transient``: the storage
+    stayed unreachable for the whole retry budget (a re-run may well succeed)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+    def __reduce__(self) -> tuple[object, ...]:  # keeps ``transient`` across processes
+        return (_storage_error, (str(self), self.transient))
+
+
+def _storage_error(message: str, transient: bool) -> StorageError:
+    return StorageError(message, transient=transient)
 
 
 class DicomError(HarmonizeError):

@@ -69,8 +69,24 @@ class SeaweedS3:
             f"-admin.port={ports['admin']}",
         ]
         self._log = open(workdir / "weed.log", "wb")  # noqa: SIM115 - closed in close()
+        self._cmd, self._env = cmd, env
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self._wait_ready()
+
+    def stop(self) -> None:
+        """Stop the server (SIGKILL: an outage, not a shutdown); ``start`` brings it back with
+        its data on the same ports."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def start(self, timeout: float = 60.0) -> float:
+        """Start the stopped server again; returns the seconds it took to answer."""
+        began = time.monotonic()
+        self.proc = subprocess.Popen(
+            self._cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self._env
+        )
+        self._wait_ready(timeout)
+        return time.monotonic() - began
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         import boto3

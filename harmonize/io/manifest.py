@@ -55,6 +55,7 @@ SCHEMA = pa.schema(
         ("run_id", pa.string()),
         ("status", pa.string()),
         ("error", pa.string()),
+        ("transient", pa.bool_()),  # an error row: storage unreachable past the retry budget
         ("notes", pa.string()),  # why a measure of an ok row is missing (e.g. a tiny image)
         ("rows", pa.int32()),
         ("cols", pa.int32()),

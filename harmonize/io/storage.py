@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from harmonize.errors import StorageError
+from harmonize.io.retry import with_retries
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,13 @@ _UMASK = _read_umask()
 #: target until it is renamed into place); listings leave such files out, and only those:
 #: hidden files (``.x.dcm``) are listed like any other object.
 TEMPORARY_SUFFIX = ".harmonize-tmp"
+#: How long one storage operation waits out transient failures by default (a restart of an S3
+#: gateway takes seconds; an outage longer than this becomes transient error rows).
+DEFAULT_RETRY_SECONDS = 30.0
+_LIST_HINT = (
+    ". Check the bucket name, credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and the "
+    "endpoint (AWS_ENDPOINT_URL)"
+)
 
 
 def is_s3(uri: str) -> bool:
@@ -79,17 +87,27 @@ def _split_s3(uri: str) -> tuple[str, str]:
 class Storage:
     """Access to local folders and S3-compatible object storage through one interface.
 
+    Every operation retries transient failures (the storage unreachable, slow or overloaded)
+    with back-off for up to ``retry_seconds`` in all (``harmonize.io.retry``), then raises a
+    ``StorageError`` whose ``transient`` says so.
+
     Args:
         endpoint_url: S3 endpoint (``http://host:port``); ``None`` uses AWS's default endpoint.
         region: S3 region; most S3-compatible servers accept the default.
+        retry_seconds: how long one operation may wait out transient failures (0: no retry).
     """
 
     endpoint_url: str | None = None
     region: str = "us-east-1"
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
 
     def __getstate__(self) -> dict[str, Any]:
         # Clients are rebuilt lazily in each process; a boto3 client cannot be pickled.
-        return {"endpoint_url": self.endpoint_url, "region": self.region}
+        return {
+            "endpoint_url": self.endpoint_url,
+            "region": self.region,
+            "retry_seconds": self.retry_seconds,
+        }
 
     # -- filesystems ---------------------------------------------------------------------------
     @cached_property
@@ -131,7 +149,13 @@ class Storage:
             StorageError: the prefix does not exist or cannot be listed.
         """
         suffixes = tuple(s.lower() for s in suffixes)
-        found = self._list_s3(uri) if is_s3(uri) else self._list_local(uri)
+        if is_s3(uri):
+            found = with_retries(
+                lambda: list(self._list_s3(uri)), "list", uri, budget=self.retry_seconds,
+                hint=_LIST_HINT,
+            )  # fmt: skip
+        else:
+            found = list(self._list_local(uri))
         out = [o for o in found if not suffixes or o.uri.lower().endswith(suffixes)]
         return sorted(out, key=lambda o: o.uri)
 
@@ -154,47 +178,41 @@ class Storage:
     def _list_s3(self, uri: str) -> Iterator[ObjectInfo]:
         bucket, key = _split_s3(uri)
         prefix = key.rstrip("/") + "/" if key and not key.endswith("/") else key
-        try:
-            pages = self._boto3.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix
-            )
-            for page in pages:
-                for item in page.get("Contents", []):
-                    yield ObjectInfo(
-                        f"s3://{bucket}/{item['Key']}", int(item["Size"]), item["ETag"].strip('"')
-                    )
-        except Exception as err:  # botocore raises many types; all mean "cannot list"
-            raise StorageError(
-                f'cannot list "{uri}": {err}. Check the bucket name, credentials '
-                "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and the endpoint (AWS_ENDPOINT_URL)"
-            ) from err
+        pages = self._boto3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield ObjectInfo(
+                    f"s3://{bucket}/{item['Key']}", int(item["Size"]), item["ETag"].strip('"')
+                )
 
     def read(self, uri: str) -> bytes:
         """The whole content of one object."""
         fs, path = self.filesystem(uri)
-        try:
+
+        def read() -> bytes:
             with fs.open_input_stream(path) as f:
                 return bytes(f.read())
-        except (OSError, ValueError) as err:
-            raise StorageError(f'cannot read "{uri}": {err}') from err
+
+        return with_retries(read, "read", uri, budget=self.retry_seconds)
 
     def exists(self, uri: str) -> bool:
         fs, path = self.filesystem(uri)
-        try:
-            return bool(fs.get_file_info(path).type != pafs.FileType.NotFound)
-        except OSError as err:
-            raise StorageError(f'cannot check "{uri}": {err}') from err
+        return with_retries(
+            lambda: bool(fs.get_file_info(path).type != pafs.FileType.NotFound),
+            "check", uri, budget=self.retry_seconds,
+        )  # fmt: skip
 
     def write(self, uri: str, data: bytes) -> None:
         """Write ``data`` as one whole object: readers see the old object or the new one, never
         a partial write (local: temporary file + rename; S3: a single PUT or completed upload)."""
         if is_s3(uri):
             fs, path = self.filesystem(uri)
-            try:
+
+            def put() -> None:
                 with fs.open_output_stream(path) as f:
                     f.write(data)
-            except OSError as err:
-                raise StorageError(f'cannot write "{uri}": {err}') from err
+
+            with_retries(put, "write", uri, budget=self.retry_seconds)
             return
         target = Path(uri).expanduser()
         try:

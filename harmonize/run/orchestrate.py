@@ -80,6 +80,7 @@ def run_harmonization(
         for row in with_labels(chain(skipped, processed), labels):
             writer.add([row])
             summary.counts[row["status"]] += 1
+            summary.transient += bool(row.get("transient"))
         writer.close()
     except Exception as err:  # the rows written so far stay; say what stopped the rest
         reason = (str(err).splitlines() or ["no message"])[0]

@@ -121,6 +121,7 @@ class RunSummary:
     manifest_uri: str
     counts: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    transient: int = 0  # error rows whose storage stayed unreachable (a re-run retries them)
 
     @property
     def total(self) -> int:
@@ -134,6 +135,8 @@ class RunSummary:
 
     def line(self) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        if self.transient:
+            parts += f"; {self.transient} of the errors transient: a re-run retries them"
         rate = self.counts.get("ok", 0) / self.seconds if self.seconds else 0.0
         return (
             f"run {self.run_id}: {self.total} objects ({parts}) in {self.seconds:.1f} s "

@@ -31,7 +31,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from harmonize.dicom.decode import decode_dicom
 from harmonize.dicom.encode import encode_derived
 from harmonize.dicom.header import header_from_bytes, header_to_bytes
-from harmonize.errors import HarmonizeError, ModelError
+from harmonize.errors import HarmonizeError, ModelError, StorageError
 from harmonize.io.manifest import STATUS_ERROR, STATUS_OK
 from harmonize.io.storage import Storage
 from harmonize.methods.base import Harmonizer
@@ -116,6 +116,7 @@ def mark_failed(row: dict[str, Any], stage: str, err: BaseException) -> dict[str
     if row.get("status") == STATUS_OK:
         row["status"] = STATUS_ERROR
         row["error"] = failure_reason(stage, err)
+        row["transient"] = isinstance(err, StorageError) and err.transient
     for key in PAYLOAD:
         row[key] = None
     return row
