@@ -96,10 +96,12 @@ def s3_endpoint(ctx: click.Context) -> str | None:
 
 
 def storage(ctx: click.Context) -> Storage:
-    """The storage of this command line: s3:// at ``--s3-endpoint``."""
+    """The storage of this command line: s3:// at ``--s3-endpoint``, retrying transient
+    failures for ``--retry-seconds``."""
     from harmonize.io.storage import Storage
 
-    return Storage(endpoint_url=s3_endpoint(ctx))
+    root = ctx.find_root().params
+    return Storage(endpoint_url=s3_endpoint(ctx), retry_seconds=root.get("retry_seconds", 30.0))
 
 
 def options(decorators: list[Callable[[F], F]]) -> Callable[[F], F]:

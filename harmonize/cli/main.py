@@ -28,8 +28,17 @@ Exit status:
     envvar="AWS_ENDPOINT_URL",
     help="S3-compatible endpoint for s3:// URIs (default: $AWS_ENDPOINT_URL, else AWS).",
 )
+@click.option(
+    "--retry-seconds",
+    type=click.FloatRange(0),
+    default=30.0,
+    envvar="HARMONIZE_RETRY_SECONDS",
+    help="How long each storage read or write waits out transient failures (connection "
+    "refused, timeouts, 5xx, throttling) with back-off before the object becomes an error "
+    "row marked transient; 0: no retry.",
+)
 @click.version_option(package_name="harmonize")
-def cli(s3_endpoint: str | None) -> None:
+def cli(s3_endpoint: str | None, retry_seconds: float) -> None:
     """Harmonize the intensity distribution of radiographs across sites, at archive scale.
 
     Every URI may be a local path (relative, absolute or ~) or s3://bucket/prefix."""
