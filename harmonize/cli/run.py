@@ -13,7 +13,7 @@ from harmonize.cli.common import (
     progress_option,
     storage,
 )
-from harmonize.io.archive import DICOM_SUFFIXES, MAX_PIXELS
+from harmonize.io.archive import DICOM_SUFFIXES, MAX_PIXELS, PART_ROWS, PART_SECONDS
 
 
 @click.command()
@@ -70,6 +70,18 @@ from harmonize.io.archive import DICOM_SUFFIXES, MAX_PIXELS
     help="Refuse (as error rows, before decoding) images whose header claims more pixels "
     "(Rows x Columns): a corrupt header must not exhaust memory.",
 )
+@click.option(
+    "--part-rows",
+    type=click.IntRange(1),
+    default=PART_ROWS,
+    help="Commit the manifest every N rows (a killed run loses at most one part's work).",
+)
+@click.option(
+    "--part-seconds",
+    type=click.FloatRange(0),
+    default=PART_SECONDS,
+    help="... and at least this often while rows arrive.",
+)
 @progress_option()
 @click.pass_context
 def run(
@@ -89,6 +101,8 @@ def run(
     run_id: str | None,
     limit: int | None,
     max_pixels: int,
+    part_rows: int,
+    part_seconds: float,
     progress: bool,
 ) -> None:
     """Harmonize an archive: derived DICOM under OUT/images/, manifest under OUT/manifest/.
@@ -113,6 +127,8 @@ def run(
         progress=progress,
         limit=limit,
         max_pixels=max_pixels,
+        part_rows=part_rows,
+        part_seconds=part_seconds,
     )
     try:
         summary = run_harmonization(

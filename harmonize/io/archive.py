@@ -16,6 +16,11 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 #: 256 MiB as float32) is above every radiograph (CR/DX: at most ~4300 x 3500; digital
 #: mammography ~4000 x 5000); raise it for larger images (``harmonize run --max-pixels``).
 MAX_PIXELS = 8192 * 8192
+#: A run's manifest rows are committed in parts of at most this many rows (``ManifestWriter``;
+#: here, not in the manifest module, so that the CLI's --help needs no pyarrow) ...
+PART_ROWS = 256
+#: ... and at least this often (seconds) while rows arrive.
+PART_SECONDS = 30.0
 
 
 def list_images(

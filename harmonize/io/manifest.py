@@ -2,10 +2,14 @@
 
 Layout under a run's output prefix::
 
-    OUT/manifest/run=<run_id>/part-00000.parquet   (Hive-style partition by run id)
+    OUT/manifest/run=<run_id>/part-<UTC start>-<writer token>-<n>.parquet   (Hive partitions)
 
-A run only ever adds files under its own ``run=<run_id>/`` folder, and each file is written whole
-(temporary file + rename, or one S3 PUT), so nightly runs never rewrite old rows. Query with
+Rows are committed as the run goes, in small parts (``ManifestWriter``: every ``part_rows``
+rows or ``part_seconds`` seconds, whichever comes first), each written whole (temporary file +
+rename, or one S3 PUT): a run killed at any moment loses at most the rows of its last,
+uncommitted part, and its re-run redoes only what no committed row covers. Part names are
+unique per writer, so a run only ever adds files (a reused ``--run-id`` appends, never
+overwrites) and nightly runs never rewrite old rows. Query with
 pandas (``pd.read_parquet("OUT/manifest")``), pyarrow.dataset or DuckDB
 (``SELECT * FROM read_parquet('OUT/manifest/*/*.parquet', hive_partitioning=true)``).
 """
@@ -13,15 +17,18 @@ pandas (``pd.read_parquet("OUT/manifest")``), pyarrow.dataset or DuckDB
 from __future__ import annotations
 
 import io
+import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from harmonize.errors import StorageError
+from harmonize.io.archive import PART_ROWS, PART_SECONDS
 from harmonize.io.storage import Storage, join
 
 MANIFEST_DIR = "manifest"
@@ -97,23 +104,33 @@ def run_prefix(out_uri: str, run_id: str) -> str:
 
 @dataclass
 class ManifestWriter:
-    """Buffers rows and writes them as whole Parquet files under one run's partition."""
+    """Commits rows as whole Parquet parts under one run's partition: a part every
+    ``part_rows`` rows or, once rows are waiting, every ``part_seconds`` seconds (checked as
+    rows arrive), and the rest on ``close``. A part that cannot be written (after the storage's
+    retries) raises ``StorageError``; the parts committed before it stay valid."""
 
     out_uri: str
     run_id: str
     storage: Storage
-    rows_per_file: int = 10_000
+    part_rows: int = PART_ROWS
+    part_seconds: float = PART_SECONDS
 
     def __post_init__(self) -> None:
         self._buffer: list[dict[str, Any]] = []
-        self._parts = 0
+        # Unique per writer and sorting by start time: parts are only ever added.
+        self._name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+        self._last = time.monotonic()
+        self.parts: list[str] = []  # URIs of the parts committed so far
         self.rows_written = 0
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         self._buffer.extend(rows)
-        while len(self._buffer) >= self.rows_per_file:
-            self._flush(self._buffer[: self.rows_per_file])
-            self._buffer = self._buffer[self.rows_per_file :]
+        while len(self._buffer) >= self.part_rows:
+            self._flush(self._buffer[: self.part_rows])
+            self._buffer = self._buffer[self.part_rows :]
+        if self._buffer and time.monotonic() - self._last >= self.part_seconds:
+            self._flush(self._buffer)
+            self._buffer = []
 
     def close(self) -> None:
         if self._buffer:
@@ -123,10 +140,12 @@ class ManifestWriter:
     def _flush(self, rows: list[dict[str, Any]]) -> None:
         sink = io.BytesIO()
         pq.write_table(to_table(rows), sink, compression="zstd")
-        uri = join(run_prefix(self.out_uri, self.run_id), f"part-{self._parts:05d}.parquet")
+        name = f"{self._name}-{len(self.parts):05d}.parquet"
+        uri = join(run_prefix(self.out_uri, self.run_id), name)
         self.storage.write(uri, sink.getvalue())
-        self._parts += 1
+        self.parts.append(uri)
         self.rows_written += len(rows)
+        self._last = time.monotonic()
 
 
 def read_manifest(uri: str, storage: Storage | None = None) -> pa.Table:
@@ -139,6 +158,8 @@ def read_manifest(uri: str, storage: Storage | None = None) -> pa.Table:
     objects = store.list(base, suffixes=(".parquet",))
     if not objects:
         return SCHEMA.empty_table()
+    import pyarrow.dataset as pads  # here: importing it costs the command line a second
+
     fs, _ = store.filesystem(base)
     paths = [store.filesystem(o.uri)[1] for o in objects]
     try:

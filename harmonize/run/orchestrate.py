@@ -73,7 +73,9 @@ def run_harmonization(
     start = time.perf_counter()
     todo, skipped = plan(spec, store, opts, truths)
     summary = RunSummary(spec.run_id, run_prefix(spec.out_uri, spec.run_id))
-    writer = ManifestWriter(spec.out_uri, spec.run_id, store)
+    writer = ManifestWriter(
+        spec.out_uri, spec.run_id, store, part_rows=opts.part_rows, part_seconds=opts.part_seconds
+    )
     bar = _progress(len(todo), opts.progress and bool(todo))
     try:
         processed = _counted(executor.rows(todo, spec, store), bar) if todo else iter(())

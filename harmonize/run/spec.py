@@ -13,9 +13,13 @@ from typing import Any
 
 from harmonize import __version__
 from harmonize.errors import HarmonizeError
-from harmonize.io.archive import DICOM_SUFFIXES, MAX_PIXELS
+from harmonize.io.archive import DICOM_SUFFIXES, MAX_PIXELS, PART_ROWS, PART_SECONDS
 from harmonize.io.keys import safe_key
-from harmonize.io.manifest import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
+from harmonize.io.manifest import (
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_SKIPPED,
+)
 from harmonize.io.storage import join
 
 
@@ -80,6 +84,8 @@ class RunOptions:
     progress: bool = True
     limit: int | None = None  # process at most this many objects (smoke tests)
     max_pixels: int = MAX_PIXELS  # refuse larger images (Rows x Columns) before decoding
+    part_rows: int = PART_ROWS  # manifest rows are committed every part_rows rows ...
+    part_seconds: float = PART_SECONDS  # ... or every part_seconds seconds
 
 
 class ExitCode(IntEnum):

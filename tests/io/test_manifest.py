@@ -29,17 +29,29 @@ def _row(i: int, status: str = "ok", config: str = "c1") -> dict:
     return row
 
 
-def test_rows_are_written_in_whole_files_per_run(tmp_path) -> None:
+def test_rows_are_committed_in_whole_parts_by_count_and_by_time(tmp_path) -> None:
     store = Storage()
-    writer = ManifestWriter(str(tmp_path), "run-1", store, rows_per_file=4)
+    writer = ManifestWriter(str(tmp_path), "run-1", store, part_rows=4, part_seconds=3600)
     writer.add([_row(i) for i in range(6)])
-    assert writer.rows_written == 4  # one full file so far
+    assert writer.rows_written == 4  # one full part so far
+    writer.part_seconds = 0.0  # as if the part's seconds had passed: the waiting rows go
     writer.add([_row(6, "error")])
+    assert writer.rows_written == 7 and len(writer.parts) == 2
     writer.close()
     files = sorted(p.name for p in (tmp_path / "manifest" / "run=run-1").iterdir())
-    assert files == ["part-00000.parquet", "part-00001.parquet"]
+    assert [f.rsplit("-", 1)[1] for f in files] == ["00000.parquet", "00001.parquet"]
     table = read_manifest(str(tmp_path), store)
     assert table.num_rows == 7 and tuple(table.schema.names) == COLUMNS
+
+
+def test_a_reused_run_id_adds_parts_and_never_overwrites(tmp_path) -> None:
+    store = Storage()
+    for start in (0, 10):
+        writer = ManifestWriter(str(tmp_path), "same-id", store)
+        writer.add([_row(i) for i in range(start, start + 3)])
+        writer.close()
+    assert len(list((tmp_path / "manifest" / "run=same-id").iterdir())) == 2
+    assert read_manifest(str(tmp_path), store).num_rows == 6
 
 
 def test_readable_with_pandas_and_duckdb(tmp_path) -> None:
