@@ -27,6 +27,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from harmonize.dicom import codecs
 from harmonize.dicom.values import MONOCHROME, VoiKind, apply_grayscale_pipeline
 from harmonize.errors import DicomError
 from harmonize.io.archive import MAX_PIXELS
@@ -39,14 +40,16 @@ _NON_IMAGE_KINDS = {
     "1.2.840.10008.5.1.4.1.1.104.1": "an encapsulated PDF",
 }
 
+codecs.register()  # JPEG baseline / extended / lossless through imagecodecs (BSD)
+
 # What to install when pydicom cannot decode a compressed transfer syntax.
 _DECODER_HINT = {
-    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg (GPL-3.0) or python-gdcm",  # JPEG lossless
-    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg (GPL-3.0) or python-gdcm",  # JPEG lossless SV1
-    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg, pillow or python-gdcm",  # JPEG baseline
-    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg, pillow or python-gdcm",  # JPEG extended
-    "1.2.840.10008.1.2.4.80": "pyjpegls, pylibjpeg-libjpeg or python-gdcm",  # JPEG-LS lossless
-    "1.2.840.10008.1.2.4.81": "pyjpegls, pylibjpeg-libjpeg or python-gdcm",  # JPEG-LS near-l.
+    "1.2.840.10008.1.2.4.57": "imagecodecs",  # JPEG lossless
+    "1.2.840.10008.1.2.4.70": "imagecodecs",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.50": "imagecodecs or pillow",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "imagecodecs",  # JPEG extended
+    "1.2.840.10008.1.2.4.80": "pyjpegls",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pyjpegls",  # JPEG-LS near-lossless
     "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",  # JPEG 2000 lossless
     "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",  # JPEG 2000
     "1.2.840.10008.1.2.5": "pylibjpeg-rle",  # RLE lossless
