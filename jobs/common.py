@@ -93,17 +93,22 @@ class RunSettings:
 @dataclass(frozen=True)
 class JobConfig:
     """A job YAML (``jobs/configs/nightly.yaml``): the archive, where results go, the labels,
-    the target site, the methods to run and the run settings. Unknown keys are refused."""
+    the target site, the classifier that scores every image (with labels, the report's AUC),
+    the methods to run and the run settings. Unknown keys are refused."""
 
     out: str
     methods: tuple[MethodRun, ...]
     archive: str | None = None  # needed by the runs; the report alone reads only OUT
     labels: str | None = None
     target_site: str | None = None
+    classifier: str | None = None  # a target-site classifier: scores, so the report has AUCs
     run: RunSettings = field(default_factory=RunSettings)
 
     def __post_init__(self) -> None:
         check_text("job", "out", self.out)
+        for name in ("archive", "labels", "target_site", "classifier"):
+            if getattr(self, name) is not None:
+                check_text("job", name, getattr(self, name))
         if not isinstance(self.methods, list | tuple) or not self.methods:
             raise FieldError(f"job methods must be a list of runs, got {self.methods!r}", "methods")
         set_field(

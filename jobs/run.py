@@ -60,6 +60,7 @@ def run_methods(
                 method=run.method,
                 model_uri=run.model,
                 mode=run.mode,
+                classifier_uri=job.classifier,
                 options=options,
                 **every_run,
             )

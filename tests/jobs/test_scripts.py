@@ -75,7 +75,7 @@ def test_job_configs_are_checked_in_one_line(tmp_path: Path, text: str, message:
 
 
 def test_nightly_runs_each_method_then_reports_and_is_idempotent(
-    archive: Path, histogram_model: str, tmp_path: Path
+    archive: Path, histogram_model: str, classifier_model: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "nightly.yaml"
     out = tmp_path / "nightly"
@@ -84,6 +84,8 @@ def test_nightly_runs_each_method_then_reports_and_is_idempotent(
             {
                 "archive": str(archive / SOURCE),
                 "out": str(out),
+                "labels": str(archive / "labels.parquet"),
+                "classifier": classifier_model,
                 "methods": [{"method": "histogram", "model": histogram_model}],
                 "run": {"executor": "local"},
             }
@@ -93,7 +95,9 @@ def test_nightly_runs_each_method_then_reports_and_is_idempotent(
         done = _script("nightly", "--config", str(config))
         assert done.returncode == 0, done.stderr
         assert (out / "report" / "report.html").is_file()
+        assert "## Classifier ROC AUC" in done.stdout  # the job's classifier scored every image
     rows = pd.read_parquet(out / "runs" / "histogram" / "manifest")
+    assert rows[rows.status == "ok"].score_out.notna().all()
     by_run = rows.groupby("run_id")["status"].agg(lambda s: sorted(set(s)))
     assert sorted(map(tuple, by_run)) == [("ok",), ("skipped",)]  # night 2 redid nothing
     assert (rows["status"] == "ok").sum() == 8
