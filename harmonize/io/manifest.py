@@ -148,50 +148,37 @@ class ManifestWriter:
         self._last = time.monotonic()
 
 
-def read_manifest(uri: str, storage: Storage | None = None) -> pa.Table:
+def read_manifest(
+    uri: str, storage: Storage | None = None, columns: Sequence[str] | None = None
+) -> pa.Table:
     """Every row of the manifest under ``uri`` (an output prefix or its manifest/ folder), with
-    the ``run_id`` column; an empty table with the schema when there is none yet."""
+    the ``run_id`` column (only ``columns``, when given); an empty table with the schema when
+    there is none yet."""
     store = storage or Storage()
     base = uri if uri.rstrip("/").endswith(MANIFEST_DIR) else join(uri, MANIFEST_DIR)
+    empty = SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(columns)
     if not store.exists(base):
-        return SCHEMA.empty_table()
+        return empty
     objects = store.list(base, suffixes=(".parquet",))
     if not objects:
-        return SCHEMA.empty_table()
+        return empty
     import pyarrow.dataset as pads  # here: importing it costs the command line a second
 
     fs, _ = store.filesystem(base)
     paths = [store.filesystem(o.uri)[1] for o in objects]
     try:
         dataset = pads.dataset(paths, schema=SCHEMA, format="parquet", filesystem=fs)
-        return dataset.to_table()
+        return dataset.to_table(columns=None if columns is None else list(columns))
     except (OSError, pa.ArrowInvalid) as err:
         raise StorageError(f'cannot read the manifest under "{base}": {err}') from err
 
 
-# What a skipped row repeats from the ok row that made it skippable (identity, not results).
-CARRIED_ON_SKIP = (
-    "image_id",
-    "out_uri",
-    "rows",
-    "cols",
-    "bits_stored",
-    "photometric",
-    "transfer_syntax",
-)
-
-
-def done_objects(
-    manifest: pa.Table, method: str, config_hash: str
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """(source_uri, source_etag) → identity columns of objects already harmonized ``ok`` with
-    this method and config: a re-run skips them and repeats those columns in its skipped rows."""
+def done_objects(manifest: pa.Table, method: str, config_hash: str) -> set[tuple[str, str]]:
+    """(source_uri, source_etag) of the objects already harmonized ``ok`` with this method and
+    config: a re-run skips them (and counts them in its summary)."""
     if manifest.num_rows == 0:
-        return {}
+        return set()
     keys = ["source_uri", "source_etag", "status", "method", "config_hash"]
-    df = manifest.select(keys + list(CARRIED_ON_SKIP)).to_pandas()
+    df = manifest.select(keys).to_pandas()
     hit = df[(df.status == STATUS_OK) & (df.method == method) & (df.config_hash == config_hash)]
-    return {
-        (r["source_uri"], r["source_etag"]): {c: r[c] for c in CARRIED_ON_SKIP}
-        for r in hit.to_dict("records")
-    }
+    return set(zip(hit.source_uri, hit.source_etag, strict=True))

@@ -28,6 +28,7 @@ from harmonize.report.data import (
     TargetHistogram,
     card_target_histogram,
     load_manifests,
+    load_summaries,
     select_rows,
     site_target_histogram,
 )
@@ -171,7 +172,7 @@ def build_report(
         classifier_section(classifier),
         *extra_sections,
         figures_section(figures, figure_notes),
-        inputs_section(manifest, manifest_uris),
+        inputs_section(manifest, manifest_uris, load_summaries(manifest_uris, store)),
     ]
     present = [s for s in sections if s is not None]
     title = f"{TITLE} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)"

@@ -1,7 +1,8 @@
 """Which manifest rows a report counts, and the target histogram each method is measured against.
 
-A manifest holds one row per input object per run, so re-runs add ``skipped`` rows and, after a
-fix, ``ok`` rows for objects that failed before. A report looks at each harmonizer configuration
+A manifest holds a row per object a run processed (manifests written before run summaries also
+hold a ``skipped`` row per object a re-run skipped), so re-runs add, after a fix, ``ok`` rows for
+objects that failed before. A report looks at each harmonizer configuration
 (method, mode, config_hash) separately and counts, per configuration:
 
 - the newest ``ok`` row of each ``image_id`` (rows are matched on ``image_id``, never on order);
@@ -51,6 +52,15 @@ def load_manifests(uris: Sequence[str], storage: Storage) -> pd.DataFrame:
             "run `harmonize run` first"
         )
     return table.select(list(REPORT_COLUMNS)).to_pandas()
+
+
+def load_summaries(uris: Sequence[str], storage: Storage) -> pd.DataFrame:
+    """The run summaries beside every manifest under ``uris`` (an output prefix or its
+    manifest/ folder), concatenated; empty when none has any."""
+    from harmonize.io.summaries import read_summaries
+
+    prefixes = [u.rstrip("/").removesuffix("/" + MANIFEST_DIR) for u in uris]
+    return pa.concat_tables([read_summaries(p, storage) for p in prefixes]).to_pandas()
 
 
 def _newest_first(rows: pd.DataFrame) -> pd.DataFrame:

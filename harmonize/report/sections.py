@@ -31,8 +31,10 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.1f} %".replace("-", "\u2212")
 
 
-def inputs_section(manifest: pd.DataFrame, uris: Sequence[str]) -> Section:
-    status = manifest["status"].value_counts()
+def _runs(manifest: pd.DataFrame, summaries: pd.DataFrame) -> pd.DataFrame:
+    """One line per run: the counts of its summary where it has one (finished runs since run
+    summaries exist), else of its rows (older manifests with a skipped row per object, and
+    runs that did not finish)."""
     runs = (
         manifest.groupby(["run_id", "method"], dropna=False)
         .agg(
@@ -42,13 +44,33 @@ def inputs_section(manifest: pd.DataFrame, uris: Sequence[str]) -> Section:
             skipped=("status", lambda s: int((s == STATUS_SKIPPED).sum())),
         )
         .reset_index()
-        .sort_values(["started", "run_id"], na_position="first")
     )
-    n_runs = manifest["run_id"].nunique(dropna=False)
+    if len(summaries):
+        summed = (
+            summaries.groupby(["run_id", "method"], dropna=False)
+            .agg(
+                started=("started_at", "min"),
+                ok=("ok", "sum"),
+                error=("error", "sum"),
+                skipped=("skipped", "sum"),
+            )
+            .reset_index()
+        )
+        keys = set(zip(summed.run_id, summed.method, strict=True))
+        rows_only = [k not in keys for k in zip(runs.run_id, runs.method, strict=True)]
+        runs = pd.concat([summed, runs[rows_only]], ignore_index=True)
+    return runs.sort_values(["started", "run_id"], na_position="first")
+
+
+def inputs_section(
+    manifest: pd.DataFrame, uris: Sequence[str], summaries: pd.DataFrame | None = None
+) -> Section:
+    runs = _runs(manifest, summaries if summaries is not None else pd.DataFrame())
+    totals = {k: int(runs[k].sum()) for k in ("ok", "error", "skipped")}
     text = (
         f"{len(uris)} manifest(s): {', '.join(f'`{u}`' for u in uris)}; {len(manifest)} rows "
-        f"from {n_runs} run(s): ok {int(status.get(STATUS_OK, 0))}, "
-        f"error {int(status.get(STATUS_ERROR, 0))}, skipped {int(status.get(STATUS_SKIPPED, 0))}."
+        f"from {len(runs)} run(s): ok {totals['ok']}, error {totals['error']}, skipped "
+        f"{totals['skipped']}."
     )
     shown = runs.tail(MAX_RUNS_LISTED)
     blocks: list[Paragraph | Table] = [Paragraph(text)]

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from itertools import chain
+from datetime import UTC, datetime
 from typing import Any, Protocol, Self
 
-from harmonize.io.manifest import ManifestWriter, run_prefix
+from harmonize.io.manifest import (
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_SKIPPED,
+    ManifestWriter,
+    run_prefix,
+)
 from harmonize.io.storage import Storage
+from harmonize.io.summaries import listing_digest, write_summary
 from harmonize.run.plan import new_run_id, plan, read_run_labels, with_labels
 from harmonize.run.spec import RunIncomplete, RunOptions, RunSpec, RunSummary
 from harmonize.run.stages import load_models
@@ -55,11 +62,13 @@ def run_harmonization(
 ) -> RunSummary:
     """Harmonize every object under ``input_uri`` with the model at ``model_uri``.
 
-    Writes derived DICOM under ``OUT/images/`` and one manifest row per listed object under
-    ``OUT/manifest/run=<run_id>/``. With ``classifier_uri`` (``harmonize train classifier``),
+    Writes derived DICOM under ``OUT/images/``, one manifest row per processed object under
+    ``OUT/manifest/run=<run_id>/`` (committed in parts as the run goes) and, when it finishes,
+    the run's summary under ``OUT/summaries/run=<run_id>/`` (listed, skipped, ok, error counts
+    and the listing's digest). With ``classifier_uri`` (``harmonize train classifier``),
     every row also gets the classifier's score of the original (``score_in``) and of the
     harmonized image (``score_out``). Objects already ``ok`` for the same method, model, mode and
-    classifier are skipped (and recorded as ``skipped``). ``executor`` runs the stages.
+    classifier are skipped (counted in the summary, no row each). ``executor`` runs the stages.
 
     Raises:
         HarmonizeError: bad input found before any row is written (model, classifier, labels,
@@ -70,16 +79,18 @@ def run_harmonization(
     opts = options or RunOptions()
     spec = _spec(input_uri, out_uri, method, model_uri, mode, classifier_uri, store, opts)
     labels, truths = read_run_labels(opts.labels_uri, store)
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), datetime.now(UTC)
     todo, skipped = plan(spec, store, opts, truths)
     summary = RunSummary(spec.run_id, run_prefix(spec.out_uri, spec.run_id))
+    if skipped:  # counted in the run's summary, no row each
+        summary.counts[STATUS_SKIPPED] = len(skipped)
     writer = ManifestWriter(
         spec.out_uri, spec.run_id, store, part_rows=opts.part_rows, part_seconds=opts.part_seconds
     )
     bar = _progress(len(todo), opts.progress and bool(todo))
     try:
         processed = _counted(executor.rows(todo, spec, store), bar) if todo else iter(())
-        for row in with_labels(chain(skipped, processed), labels):
+        for row in with_labels(processed, labels):
             writer.add([row])
             summary.counts[row["status"]] += 1
             summary.transient += bool(row.get("transient"))
@@ -99,7 +110,30 @@ def run_harmonization(
         raise RunIncomplete(
             f"run {spec.run_id} produced {summary.total} rows for {expected} objects"
         )
+    summary.listing_sha256 = listing_digest(
+        (r["source_uri"], r["source_etag"]) for r in (*todo, *skipped)
+    )
+    summary.summary_uri = write_summary(
+        spec.out_uri, _summary_record(spec, summary, started_at, expected), store
+    )
     return summary
+
+
+def _summary_record(
+    spec: RunSpec, summary: RunSummary, started_at: datetime, listed: int
+) -> dict[str, Any]:
+    return {
+        **{k: getattr(spec, k) for k in ("run_id", "method", "mode", "model_hash", "input_uri")},
+        "config_hash": spec.config_hash,
+        "code_version": spec.code_version,
+        "started_at": started_at,
+        "finished_at": datetime.now(UTC),
+        "seconds": summary.seconds,
+        "listed": listed,
+        **{status: summary.counts[status] for status in (STATUS_SKIPPED, STATUS_OK, STATUS_ERROR)},
+        "transient": summary.transient,
+        "listing_sha256": summary.listing_sha256,
+    }
 
 
 def _spec(

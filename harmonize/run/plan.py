@@ -65,8 +65,8 @@ def new_row(
 def plan(
     spec: RunSpec, storage: Storage, options: RunOptions, truths: Truths | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(rows to process, rows skipped as already done) for every listed input object; a row
-    whose object has a truth image in ``truths`` carries its ``truth_uri``."""
+    """(rows to process, rows of the objects skipped as already done) for every listed input
+    object; a row whose object has a truth image in ``truths`` carries its ``truth_uri``."""
     out_prefix = spec.out_uri + "/"
     objects = [  # OUT may sit inside INPUT
         o
@@ -81,15 +81,15 @@ def plan(
     ][: options.limit]
     if not objects:
         raise ConfigError(f'no input objects under "{spec.input_uri}" apart from the output')
-    done = done_objects(read_manifest(spec.out_uri, storage), spec.method, spec.config_hash)
+    keys = ("source_uri", "source_etag", "status", "method", "config_hash")
+    manifest = read_manifest(spec.out_uri, storage, columns=keys)
+    done = done_objects(manifest, spec.method, spec.config_hash)
     todo, skipped = [], []
     for obj in objects:
         row = new_row(spec, obj.uri, obj.etag, obj.size, site_from_path(spec.input_uri, obj.uri))
         row["truth_uri"] = (truths or {}).get(obj.uri)
         if (obj.uri, obj.etag) in done:
-            row.update(done[(obj.uri, obj.etag)])
-            row["status"] = STATUS_SKIPPED
-            row["processed_at"] = datetime.now(UTC)
+            row["status"] = STATUS_SKIPPED  # counted in the run's summary, not written
             skipped.append(row)
         else:
             todo.append(row)

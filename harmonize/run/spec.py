@@ -128,6 +128,8 @@ class RunSummary:
     counts: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     transient: int = 0  # error rows whose storage stayed unreachable (a re-run retries them)
+    listing_sha256: str = ""  # of the listed objects' uri + etag (the run summary's)
+    summary_uri: str = ""  # where the run's summary record went
 
     @property
     def total(self) -> int:

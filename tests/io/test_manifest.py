@@ -74,5 +74,7 @@ def test_done_objects_match_method_config_and_status(tmp_path) -> None:
     writer.add([_row(0), _row(1, "error"), _row(2, config="c2")])
     writer.close()
     done = done_objects(read_manifest(str(tmp_path)), "histogram", "c1")
-    assert list(done) == [("/a/0.dcm", "e0")] and done[("/a/0.dcm", "e0")]["image_id"] == "1.2.0"
-    assert done_objects(read_manifest(str(tmp_path / "nothing-here")), "histogram", "c1") == {}
+    assert done == {("/a/0.dcm", "e0")}
+    assert done_objects(read_manifest(str(tmp_path / "nothing-here")), "histogram", "c1") == set()
+    narrow = read_manifest(str(tmp_path), columns=("source_uri", "status"))
+    assert narrow.column_names == ["source_uri", "status"] and narrow.num_rows == 3
