@@ -46,6 +46,7 @@ from harmonize.errors import ConfigError, HarmonizeError
 SUBMITTABLE = ("train", "run", "report")
 DASHBOARD_PORT = 8265  # Ray's default, for the examples in messages
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
+AGENT_WAIT_S = 60.0  # how long a submission waits for a new head's job agent to come up
 # Forwarded into a job's environment when set here: where S3 is, no secret. (A job's
 # runtime_env is shown by the dashboard and `ray job` to anyone who can reach them.)
 AWS_SETTINGS = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
@@ -196,15 +197,21 @@ def submit_job(
     client = connect(url)
     line = entrypoint(command, args, same_machine=is_loopback(url), shipped=working_dir is not None)
     job_id = new_job_id(command)
-    try:
-        client.submit_job(
-            entrypoint=line,
-            submission_id=job_id,
-            runtime_env=runtime_env(env or {}, working_dir),
-            metadata={"harmonize_command": command},
-        )
-    except (RuntimeError, ValueError) as err:  # the Jobs API refused it (bad runtime_env, ...)
-        raise HarmonizeError(f"the Ray Jobs API at {url} refused the job: {err}") from err
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            client.submit_job(
+                entrypoint=line,
+                submission_id=job_id,
+                runtime_env=runtime_env(env or {}, working_dir),
+                metadata={"harmonize_command": command},
+            )
+            break
+        except (RuntimeError, ValueError) as err:  # refused (bad runtime_env, ...) or not ready
+            if "no available agent" in str(err).lower() and time.monotonic() < deadline:
+                time.sleep(1.0)  # a head that just started: its job agent is not up yet
+                continue
+            raise HarmonizeError(f"the Ray Jobs API at {url} refused the job: {err}") from err
     return Submission(job_id, url, line, started)
 
 

@@ -127,8 +127,9 @@ def test_submit_follow_to_success_writes_the_model(
     out = tmp_path / "model"
     args = ["train", "histogram", "--target", str(archive / TARGET), "--out", str(out)]
     code = run_cli("submit", *args, "--no-progress", "--address", ray_head, "--follow")
-    printed = capsys.readouterr().out
-    assert code == 0, printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert code == 0, captured.err
     job_id = printed.split("submitted job ", 1)[1].split()[0]
     assert f"harmonize submit stop {job_id} --address {ray_head}" in printed
     assert "fitted histogram on 8 target images" in printed  # the job's own output, streamed
