@@ -230,6 +230,12 @@ def _check_decodable(ds: Dataset, max_pixels: int = MAX_PIXELS, data: bytes = b"
                 "the header is corrupt: the file holds Pixel Data (7FE0,0010), but reading "
                 "stopped before it (an element's length is wrong); fix or exclude the file"
             )
+        elif sop_class and UID(sop_class).name == sop_class:  # not a SOP class DICOM knows
+            raise DicomError(
+                f"the DICOM file ({len(data)} bytes) is truncated or corrupt: no Pixel Data, and "
+                f"its SOP Class UID {sop_class!r} is not one DICOM defines; re-fetch it from the "
+                "archive"
+            )
         elif sop_class and not UID(sop_class).name.endswith("Image Storage"):
             raise DicomError(_not_an_image(sop_class))
         else:
@@ -326,8 +332,12 @@ def _check_native_length(ds: Dataset, expected: int) -> None:
 
 
 def _decode_stored_pixels(ds: Dataset) -> np.ndarray:
-    """The stored values as an integer (rows, cols) array, via pydicom's pixel handlers."""
+    """The stored values as an integer (rows, cols) array, via pydicom's pixel handlers (the
+    JPEG family always through harmonize's plugin: one decoder, and no log noise from plugins
+    that cannot)."""
     tsyntax = ds.file_meta.TransferSyntaxUID
+    if codecs.is_available(tsyntax):
+        ds.pixel_array_options(decoding_plugin=codecs.LABEL)
     try:
         arr = ds.pixel_array
     except Exception as err:  # decoders raise ValueError, RuntimeError, EOFError, ...

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
-import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from bad_inputs import (
+    altered,
+    build_dataset,
+    corrupt_length,
+    multiframe_image,
+    part2_image,
+    rgb_image,
+)
 from pydicom.uid import (
     ComputedRadiographyImageStorage,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
-    generate_uid,
 )
 
 from harmonize.dicom.decode import decode_dicom
@@ -85,56 +89,6 @@ def test_bit_depths_match_pydicom_reference(bits, signed):
 # Bad input
 
 
-def build_dataset(**attributes) -> bytes:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPInstanceUID = generate_uid()
-    for keyword, value in attributes.items():
-        setattr(ds, keyword, value)
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def rgb_image() -> bytes:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # secondary capture
-    ds.SOPInstanceUID = generate_uid()
-    ds.set_pixel_data(np.zeros((8, 8, 3), np.uint8), "RGB", 8)
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def altered(**attributes: object) -> bytes:
-    """A valid image whose header is then changed (``TransferSyntaxUID`` in the file meta)."""
-    ds = pydicom.dcmread(io.BytesIO(make_image(random_values(12, False), 12)))  # 36 x 44
-    for keyword, value in attributes.items():
-        setattr(ds.file_meta if keyword == "TransferSyntaxUID" else ds, keyword, value)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=False)
-    return buffer.getvalue()
-
-
-def corrupt_length() -> bytes:
-    """An image whose Patient Name element claims 200 bytes: parsing loses its way."""
-    data = bytearray(make_image(random_values(12, False), 12))
-    at = data.find(b"\x10\x00\x10\x00PN")
-    data[at + 6 : at + 8] = (200).to_bytes(2, "little")
-    return bytes(data)
-
-
-def multiframe_image() -> bytes:
-    ds = pydicom.dcmread(io.BytesIO(make_image(random_values(12, False), 12)))
-    ds.set_pixel_data(np.zeros((2, 8, 8), np.uint16), "MONOCHROME2", 12)
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     ("make_bytes", "message"),
     [
@@ -191,9 +145,5 @@ def test_the_pixel_limit_is_checked_before_decoding() -> None:
 
 
 def test_a_syntax_no_decoder_handles_says_to_convert_the_file():
-    ds = pydicom.dcmread(io.BytesIO(read_testdata("JPEG2000.dcm")))
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.92"  # JPEG 2000 Part 2 multi-component
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=False)
     with pytest.raises(DicomError, match="pydicom has no decoder for it; convert the file"):
-        decode_dicom(buffer.getvalue())
+        decode_dicom(part2_image())
