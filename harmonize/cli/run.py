@@ -105,7 +105,9 @@ def run(
     part_seconds: float,
     progress: bool,
 ) -> None:
-    """Harmonize an archive: derived DICOM under OUT/images/, manifest under OUT/manifest/.
+    """Harmonize an archive: derived DICOM under OUT/images/, manifest under OUT/manifest/,
+    the run's summary under OUT/summaries/ and, on stderr, in one line (counts, transient
+    errors, rate).
 
     \b
     Exit status:
@@ -145,5 +147,5 @@ def run(
     except RunIncomplete as err:
         click.echo(f"harmonize: error: {err}", err=True)
         ctx.exit(ExitCode.INCOMPLETE)
-    click.echo(summary.line())
+    click.echo(summary.line(), err=True)  # the night's story in one line, beside the errors
     ctx.exit(summary.exit_code)

@@ -154,7 +154,7 @@ def test_synth_train_run_report_chain(tmp_path, capsys) -> None:
         )
         == 0
     )
-    assert "3 objects (ok 3)" in capsys.readouterr().out
+    assert "3 objects (ok 3)" in capsys.readouterr().err  # the summary line goes to stderr
     assert run_cli("report", str(out), "--out", str(tmp_path / "report")) == 0
     captured = capsys.readouterr()
     assert "| nyul | 3 | 0 |" in captured.out

@@ -117,7 +117,7 @@ def test_run_exits_with_its_code_after_writing_every_row(
     out = tmp_path / "out"
     assert _cli_run(inp, histogram_model, out) == code
     counts = ", ".join(f"{s} {n}" for s, n in (("error", bad), ("ok", good)) if n)
-    assert f"{bad + good} objects ({counts})" in capsys.readouterr().out
+    assert f"{bad + good} objects ({counts})" in capsys.readouterr().err
     df = _manifest(out)
     assert len(df) == bad + good and (df.status == "error").sum() == bad  # count in = count out
     if good:  # a re-run skips what was done: still the code of the errors it retried
