@@ -4,11 +4,15 @@ scores and the model check on both executors."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pydicom
 import pytest
 
@@ -182,3 +186,47 @@ def test_a_model_changed_mid_run_turns_rows_into_errors(
     assert out[2]["error"].startswith("decode: ")  # a row keeps the first reason it failed
     assert all(r["out_uri"] is None and "pixels" not in r for r in out)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_stream_worker_killed_mid_run_is_retried_and_every_image_ends_ok_once(
+    archive, histogram_model, ray_session, tmp_path
+) -> None:
+    """SIGKILL of the Ray worker running a stage, once the run has written its first image:
+    Ray retries the task, and every image still ends ``ok`` exactly once."""
+    inp = tmp_path / "in" / SOURCE
+    inp.mkdir(parents=True)
+    for copy in range(4):
+        for path in sorted((archive / SOURCE).glob("*.dcm")):
+            shutil.copyfile(path, inp / f"{copy}-{path.name}")
+    out = tmp_path / "out"
+    killed: list[str] = []
+
+    def kill_a_stage_worker() -> None:
+        deadline = time.monotonic() + 120
+        while not any((out / "images").rglob("*.dcm")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while time.monotonic() < deadline and not killed:
+            for proc in psutil.Process().children(recursive=True):
+                try:
+                    title = " ".join(proc.cmdline())
+                    if title.startswith("ray::MapBatches"):
+                        proc.kill()
+                        killed.append(title)
+                        return
+                except psutil.Error:
+                    continue
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_a_stage_worker, daemon=True)
+    killer.start()
+    summary = run_archive(
+        archive, histogram_model, out, RayStreamExecutor(batch_size=2),
+        input_uri=str(tmp_path / "in"), labels_uri=None,
+    )  # fmt: skip
+    killer.join(timeout=5)
+    assert killed, "no Ray Data worker was found running a stage"
+    assert summary.counts == {"ok": 32}
+    rows = _manifest(out)
+    assert len(rows) == 32 and (rows.status == "ok").all() and rows.source_uri.is_unique
