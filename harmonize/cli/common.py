@@ -98,10 +98,11 @@ def s3_endpoint(ctx: click.Context) -> str | None:
 def storage(ctx: click.Context) -> Storage:
     """The storage of this command line: s3:// at ``--s3-endpoint``, retrying transient
     failures for ``--retry-seconds``."""
+    from harmonize.io.retry import DEFAULT_RETRY_SECONDS
     from harmonize.io.storage import Storage
 
-    root = ctx.find_root().params
-    return Storage(endpoint_url=s3_endpoint(ctx), retry_seconds=root.get("retry_seconds", 30.0))
+    retry = ctx.find_root().params.get("retry_seconds", DEFAULT_RETRY_SECONDS)
+    return Storage(endpoint_url=s3_endpoint(ctx), retry_seconds=retry)
 
 
 def options(decorators: list[Callable[[F], F]]) -> Callable[[F], F]:

@@ -9,6 +9,7 @@ import click
 
 from harmonize.cli import bench, experiment, report, run, submit, synth, train
 from harmonize.errors import HarmonizeError
+from harmonize.io.retry import DEFAULT_RETRY_SECONDS
 
 EXIT_STATUS = """\b
 Exit status:
@@ -31,7 +32,7 @@ Exit status:
 @click.option(
     "--retry-seconds",
     type=click.FloatRange(0),
-    default=30.0,
+    default=DEFAULT_RETRY_SECONDS,
     envvar="HARMONIZE_RETRY_SECONDS",
     help="How long each storage read or write waits out transient failures (connection "
     "refused, timeouts, 5xx, throttling) with back-off before the object becomes an error "

@@ -25,6 +25,10 @@ from harmonize.errors import StorageError
 
 T = TypeVar("T")
 
+#: How long one storage operation waits out transient failures by default (a restart of an S3
+#: gateway takes seconds; an outage longer than this becomes transient error rows). Here, in a
+#: module without heavy imports, so that the CLI's --help can show it.
+DEFAULT_RETRY_SECONDS = 30.0
 FIRST_WAIT_S = 0.25
 MAX_WAIT_S = 8.0
 #: Lower-cased fragments of the messages of transient failures: pyarrow's S3 errors (AWS SDK for

@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from harmonize.errors import StorageError
-from harmonize.io.retry import with_retries
+from harmonize.io.retry import DEFAULT_RETRY_SECONDS, with_retries
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,6 @@ _UMASK = _read_umask()
 #: target until it is renamed into place); listings leave such files out, and only those:
 #: hidden files (``.x.dcm``) are listed like any other object.
 TEMPORARY_SUFFIX = ".harmonize-tmp"
-#: How long one storage operation waits out transient failures by default (a restart of an S3
-#: gateway takes seconds; an outage longer than this becomes transient error rows).
-DEFAULT_RETRY_SECONDS = 30.0
 _LIST_HINT = (
     ". Check the bucket name, credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and the "
     "endpoint (AWS_ENDPOINT_URL)"

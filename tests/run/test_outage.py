@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from harmonize.io.manifest import read_manifest
 from harmonize.io.storage import Storage, join
-from harmonize.run.spec import ExitCode
+from harmonize.run.spec import ExitCode, RunSummary
 
 from conftest import SOURCE, run_archive
 
@@ -48,17 +49,30 @@ class Outage(threading.Thread):
         self.server.start()
 
 
-@pytest.mark.timeout(300)
-def test_retries_absorb_a_short_outage(s3_server, archive, histogram_model, tmp_path) -> None:
-    store = Storage(endpoint_url=s3_server.endpoint_url, retry_seconds=60)
-    inp = _upload(s3_server, archive, "short-outage")
-    out = tmp_path / "out"
-    outage = Outage(s3_server, out, seconds=3.0)
-    summary = run_archive(
-        archive, histogram_model, out, input_uri=inp, storage=store, labels_uri=None
-    )
+def _run_through_outage(
+    s3_server, archive, model: str, out: Path, bucket: str, *, budget: float, seconds: float
+) -> tuple[RunSummary, Outage, Callable[[], RunSummary], float]:
+    """A run of the uploaded archive (retry budget ``budget``) while the server is down for
+    ``seconds``: its summary, the outage, a re-run and when the run ended."""
+    store = Storage(endpoint_url=s3_server.endpoint_url, retry_seconds=budget)
+    inp = _upload(s3_server, archive, bucket)
+
+    def run() -> RunSummary:
+        return run_archive(archive, model, out, input_uri=inp, storage=store, labels_uri=None)
+
+    outage = Outage(s3_server, out, seconds=seconds)
+    summary = run()
     ended = time.monotonic()
     outage.join()
+    return summary, outage, run, ended
+
+
+@pytest.mark.timeout(300)
+def test_retries_absorb_a_short_outage(s3_server, archive, histogram_model, tmp_path) -> None:
+    out = tmp_path / "out"
+    summary, outage, _, ended = _run_through_outage(
+        s3_server, archive, histogram_model, out, "short-outage", budget=60, seconds=3.0
+    )
     assert outage.down_at is not None and outage.down_at < ended - 3.0  # it ran through it
     assert summary.counts == {"ok": 8 * COPIES} and summary.exit_code == ExitCode.OK
     rows = read_manifest(str(out)).to_pandas()
@@ -69,14 +83,10 @@ def test_retries_absorb_a_short_outage(s3_server, archive, histogram_model, tmp_
 def test_an_outage_past_the_budget_leaves_transient_rows_the_rerun_completes(
     s3_server, archive, histogram_model, tmp_path
 ) -> None:
-    store = Storage(endpoint_url=s3_server.endpoint_url, retry_seconds=1.0)
-    inp = _upload(s3_server, archive, "long-outage")
     out = tmp_path / "out"
-    outage = Outage(s3_server, out, seconds=8.0)
-    first = run_archive(
-        archive, histogram_model, out, input_uri=inp, storage=store, labels_uri=None
+    first, _, rerun, _ = _run_through_outage(
+        s3_server, archive, histogram_model, out, "long-outage", budget=1.0, seconds=8.0
     )
-    outage.join()
     errors = first.counts["error"]
     assert errors >= 1 and first.counts["ok"] + errors == 8 * COPIES
     assert first.transient == errors and first.exit_code == ExitCode.SOME_ERRORS
@@ -86,9 +96,7 @@ def test_an_outage_past_the_budget_leaves_transient_rows_the_rerun_completes(
     assert failed.transient.all() and failed.error.str.contains("a transient fault").all()
     assert failed.error.str.startswith("read: cannot read").all()
 
-    second = run_archive(
-        archive, histogram_model, out, input_uri=inp, storage=store, labels_uri=None
-    )
+    second = rerun()
     assert second.counts == {"ok": errors, "skipped": 8 * COPIES - errors}
     rows = read_manifest(str(out)).to_pandas()
     ok = rows[rows.status == "ok"]
