@@ -4,11 +4,13 @@ the Ray Train driver (imported as ``training_samples``; tests/ is on the path)."
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from harmonize.classifier.config import ClassifierConfig
 from harmonize.classifier.data import ClassifierData
@@ -83,6 +85,22 @@ def logged(out: str | Path) -> list[dict[str, float]]:
     """The lines of ``OUT/metrics.jsonl`` without their timings."""
     lines = (Path(out) / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(x).items() if k != "seconds_per_step"} for x in lines]
+
+
+def assert_same_state(ours: Any, theirs: Any, where: str = "") -> None:
+    """Every tensor and value of two nested states is equal."""
+    if isinstance(ours, torch.Tensor):
+        assert torch.equal(ours, theirs), where
+    elif isinstance(ours, Mapping):
+        assert set(ours) == set(theirs), where
+        for key in ours:
+            assert_same_state(ours[key], theirs[key], f"{where}.{key}")
+    elif isinstance(ours, list | tuple):
+        assert len(ours) == len(theirs), where
+        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            assert_same_state(a, b, f"{where}[{i}]")
+    else:
+        assert ours == theirs, where
 
 
 class Crash(Exception):

@@ -160,6 +160,12 @@ class ClassifierTask:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.validation = checkpoint["validation"]
 
+    def rank_state(self) -> dict[str, Any]:
+        return {}  # the loop's sampler and random streams are all a rank has of its own
+
+    def load_rank_state(self, state: Mapping[str, Any]) -> None:
+        pass
+
     def describe(self) -> dict[str, Any]:
         data, split = self.data, self.split
         return {

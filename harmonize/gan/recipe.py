@@ -375,6 +375,15 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         self._load_extra_state(state)
         self.step = int(state["step"])
 
+    def rank_state(self) -> dict[str, Any]:
+        """The part of ``state_dict()`` that is this rank's own (image pools, noise streams:
+        seeded by (seed, rank), so every rank of a distributed run has different ones)."""
+        return self._extra_state()
+
+    def load_rank_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``rank_state`` saved (over what ``load_state_dict`` restored)."""
+        self._load_extra_state(state)
+
     def _extra_state(self) -> dict[str, Any]:
         """The recipe's own random state beyond networks, optimizers and schedules."""
         return {}

@@ -102,6 +102,19 @@ def run_prefix(out_uri: str, run_id: str) -> str:
     return join(out_uri, MANIFEST_DIR, f"run={run_id}")
 
 
+def unique_stem(kind: str) -> str:
+    """``kind``-<UTC time>-<random tail>: a name no other writer takes, sorting by start time
+    (records are only ever added, never overwritten)."""
+    return f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as one zstd-compressed Parquet file, for a whole-object write."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
 @dataclass
 class ManifestWriter:
     """Commits rows as whole Parquet parts under one run's partition: a part every
@@ -118,7 +131,7 @@ class ManifestWriter:
     def __post_init__(self) -> None:
         self._buffer: list[dict[str, Any]] = []
         # Unique per writer and sorting by start time: parts are only ever added.
-        self._name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+        self._name = unique_stem("part")
         self._last = time.monotonic()
         self.parts: list[str] = []  # URIs of the parts committed so far
         self.rows_written = 0
@@ -138,11 +151,9 @@ class ManifestWriter:
             self._buffer = []
 
     def _flush(self, rows: list[dict[str, Any]]) -> None:
-        sink = io.BytesIO()
-        pq.write_table(to_table(rows), sink, compression="zstd")
         name = f"{self._name}-{len(self.parts):05d}.parquet"
         uri = join(run_prefix(self.out_uri, self.run_id), name)
-        self.storage.write(uri, sink.getvalue())
+        self.storage.write(uri, parquet_bytes(to_table(rows)))
         self.parts.append(uri)
         self.rows_written += len(rows)
         self._last = time.monotonic()

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harmonize.errors import StorageError
+from harmonize.io.manifest import parquet_bytes, unique_stem
 from harmonize.io.storage import Storage, join
 
 SUMMARY_DIR = "summaries"
@@ -63,11 +62,9 @@ def listing_digest(objects: Iterable[tuple[str, str]]) -> str:
 def write_summary(out_uri: str, record: dict[str, Any], storage: Storage) -> str:
     """Write one run's summary record (the ``SCHEMA`` columns) whole; returns its URI."""
     table = pa.Table.from_pylist([{c: record.get(c) for c in SCHEMA.names}], schema=SCHEMA)
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    name = f"summary-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}.parquet"
+    name = f"{unique_stem('summary')}.parquet"
     uri = join(out_uri, SUMMARY_DIR, f"run={record['run_id']}", name)
-    storage.write(uri, sink.getvalue())
+    storage.write(uri, parquet_bytes(table))
     return uri
 
 

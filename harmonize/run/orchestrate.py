@@ -111,7 +111,7 @@ def run_harmonization(
             f"run {spec.run_id} produced {summary.total} rows for {expected} objects"
         )
     summary.listing_sha256 = listing_digest(
-        (r["source_uri"], r["source_etag"]) for r in (*todo, *skipped)
+        [*((r["source_uri"], r["source_etag"]) for r in todo), *skipped]
     )
     summary.summary_uri = write_summary(
         spec.out_uri, _summary_record(spec, summary, started_at, expected), store

@@ -13,7 +13,6 @@ from harmonize.io.archive import list_images
 from harmonize.io.labels import read_labels, site_and_label, table_uri
 from harmonize.io.manifest import (
     STATUS_OK,
-    STATUS_SKIPPED,
     done_objects,
     empty_row,
     read_manifest,
@@ -64,9 +63,11 @@ def new_row(
 
 def plan(
     spec: RunSpec, storage: Storage, options: RunOptions, truths: Truths | None = None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(rows to process, rows of the objects skipped as already done) for every listed input
-    object; a row whose object has a truth image in ``truths`` carries its ``truth_uri``."""
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """(rows to process, (URI, ETag) of the objects skipped as already done) for every listed
+    input object; a row whose object has a truth image in ``truths`` carries its ``truth_uri``.
+    A skipped object gets no row (the run's summary counts it), so a night over an unchanged
+    archive of a million objects holds a million pairs, not a million rows."""
     out_prefix = spec.out_uri + "/"
     objects = [  # OUT may sit inside INPUT
         o
@@ -86,13 +87,12 @@ def plan(
     done = done_objects(manifest, spec.method, spec.config_hash)
     todo, skipped = [], []
     for obj in objects:
+        if (obj.uri, obj.etag) in done:
+            skipped.append((obj.uri, obj.etag))
+            continue
         row = new_row(spec, obj.uri, obj.etag, obj.size, site_from_path(spec.input_uri, obj.uri))
         row["truth_uri"] = (truths or {}).get(obj.uri)
-        if (obj.uri, obj.etag) in done:
-            row["status"] = STATUS_SKIPPED  # counted in the run's summary, not written
-            skipped.append(row)
-        else:
-            todo.append(row)
+        todo.append(row)
     return todo, skipped
 
 

@@ -2,13 +2,17 @@
 
 Per call: seed Python's, numpy's and torch's global streams with ``config.seed``; let the task
 build its networks; draw batches from a per-rank stream seeded (seed, rank); resume from the
-latest checkpoint under ``OUT/checkpoints`` (rank 0 restores every random stream; other ranks go
-on with a fresh stream seeded (seed, rank, step)); log the window's mean losses every
+latest checkpoint under ``OUT/checkpoints`` (every rank restores its own random streams and its
+task's per-rank state, e.g. a GAN's image pools: rank 0's are the checkpoint's top level, the other
+ranks' are gathered into it under ``ranks``); log the window's mean losses every
 ``log_every`` steps (metrics.jsonl and TensorBoard on rank 0, ``report`` on every rank at the
 same steps: Ray Train V2's report is a collective); checkpoint every ``checkpoint_every`` steps
-and at the end (rank 0); then, on rank 0, let the task save its model with the card.
+and at the end (rank 0 writes it; every rank takes part); then, on rank 0, let the task save
+its model with the card.
 
-A resumed run equals an uninterrupted one bit for bit: its logs, losses and weights.
+A resumed run equals an uninterrupted one bit for bit, on every rank: its logs, losses and
+weights (resumed with another number of workers, ranks the checkpoint lacks go on with a fresh
+stream seeded (seed, rank, step), and the run says it is no longer exact).
 
 Distributed training (``harmonize.distributed.train``) calls it once per worker with its
 ``rank``, ``world_size`` and ``wrap=prepare_model``; only rank 0 writes files.
@@ -73,16 +77,50 @@ class _State:
     checkpoint_uri: str | None = None
 
 
+def _gather_ranks(
+    task: TrainingTask, sampler: np.random.Generator, rank: int, world_size: int
+) -> dict[int, dict[str, Any]]:
+    """What a checkpoint keeps of the ranks > 0, gathered on rank 0: {rank: its random streams
+    and its task's ``rank_state``} (a collective: every rank calls it at the same steps); {} on
+    the other ranks and in a single process."""
+    import torch.distributed as dist
+
+    if world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+        return {}
+    mine = None if rank == 0 else {"random": random_state(sampler), "task": task.rank_state()}
+    gathered: list[Any] | None = [None] * world_size if rank == 0 else None
+    dist.gather_object(mine, gathered, dst=0)
+    return {r: state for r, state in enumerate(gathered or []) if r > 0}
+
+
 def _resume(
-    uri: str, task: TrainingTask, sampler: np.random.Generator, rank: int, storage: Storage
+    uri: str,
+    task: TrainingTask,
+    sampler: np.random.Generator,
+    rank: int,
+    world_size: int,
+    storage: Storage,
 ) -> tuple[_State, np.random.Generator]:
-    """Load the checkpoint at ``uri`` into the task and the random streams."""
+    """Load the checkpoint at ``uri`` into the task and this rank's random streams."""
     checkpoint = load_checkpoint(uri, storage)
     task.load_state_dict(checkpoint, uri)
     step = int(checkpoint["step"])
+    saved_world = int(checkpoint.get("world_size", 1))
+    if saved_world != world_size and rank == 0:
+        logger.warning(
+            "%s was written by %d workers, this run has %d: ranks the checkpoint lacks go on "
+            "with fresh random streams, so the run is no longer exactly the uninterrupted one",
+            uri,
+            saved_world,
+            world_size,
+        )
+    own = checkpoint.get("ranks", {}).get(rank)
     if rank == 0:
         restore_random_state(checkpoint["random"], sampler)
-    else:  # the checkpoint is rank 0's: this rank goes on with a fresh stream of its own
+    elif own is not None:
+        task.load_rank_state(own["task"])
+        restore_random_state(own["random"], sampler)
+    else:
         sampler = np.random.default_rng([task.config.seed, rank, step])
     logger.info("resuming %s from %s at step %d", task.name, uri, step)
     state = _State(
@@ -138,7 +176,7 @@ def run_training(
     latest = latest_checkpoint(out_uri, store) if resume else None
     state = _State()
     if latest is not None:
-        state, sampler = _resume(latest, task, sampler, rank, store)
+        state, sampler = _resume(latest, task, sampler, rank, world_size, store)
     start_step, seconds_before = state.step, state.seconds
 
     show = progress and rank == 0
@@ -177,23 +215,27 @@ def run_training(
                     log.write(state.step, metrics)
             if report is not None and (logged or evaluated):
                 report(metrics, state.step)  # the same steps on every rank (a collective)
-            if rank == 0 and (state.step % settings.checkpoint_every == 0 or last):
-                state.seconds = seconds_before + time.perf_counter() - started
-                state.checkpoint_uri = checkpoint_uri(out_uri, state.step)
-                checkpoint = {
-                    "format": CHECKPOINT_FORMAT,
-                    "step": state.step,
-                    "seconds": state.seconds,
-                    "config": resolved,
-                    **task.state_dict(),
-                    "random": random_state(sampler),
-                    "window": state.window,
-                    "losses": state.losses,
-                    "code_version": __version__,
-                }
-                save_checkpoint(state.checkpoint_uri, checkpoint, store)
-                if log is not None:
-                    log.sync()
+            if state.step % settings.checkpoint_every == 0 or last:
+                ranks = _gather_ranks(task, sampler, rank, world_size)
+                if rank == 0:  # writes what every rank saved
+                    state.seconds = seconds_before + time.perf_counter() - started
+                    state.checkpoint_uri = checkpoint_uri(out_uri, state.step)
+                    checkpoint = {
+                        "format": CHECKPOINT_FORMAT,
+                        "step": state.step,
+                        "seconds": state.seconds,
+                        "config": resolved,
+                        **task.state_dict(),
+                        "random": random_state(sampler),
+                        "world_size": world_size,
+                        "ranks": ranks,
+                        "window": state.window,
+                        "losses": state.losses,
+                        "code_version": __version__,
+                    }
+                    save_checkpoint(state.checkpoint_uri, checkpoint, store)
+                    if log is not None:
+                        log.sync()
     finally:
         bar.close()
         if log is not None:

@@ -36,9 +36,11 @@ class LoopSettings(Protocol):
 
 class TrainingTask(Protocol):
     """A thing the loop trains. Called in this order: ``setup`` (after the loop has seeded the
-    global random streams), ``load_state_dict`` (when resuming), then per step ``train_step``,
-    ``learning_rate`` (log steps), ``evaluation_due`` and, on rank 0, ``evaluate``;
-    ``state_dict`` at checkpoints; ``describe`` and ``finish`` at the end, on rank 0."""
+    global random streams), ``load_state_dict`` (when resuming; then, on ranks > 0,
+    ``load_rank_state`` with the rank's own part), then per step ``train_step``,
+    ``learning_rate`` (log steps), ``evaluation_due`` and, on rank 0, ``evaluate``; at
+    checkpoints ``state_dict`` (rank 0) and ``rank_state`` (every rank); ``describe`` and
+    ``finish`` at the end, on rank 0."""
 
     @property
     def name(self) -> str:
@@ -77,6 +79,13 @@ class TrainingTask(Protocol):
     def load_state_dict(self, checkpoint: Mapping[str, Any], uri: str) -> None:
         """Continue from ``checkpoint`` (read from ``uri``); ConfigError when it was trained
         with other settings or data."""
+
+    def rank_state(self) -> dict[str, Any]:
+        """What of ``state_dict()`` is this rank's own in a distributed run (a GAN's image
+        pools and noise streams); every rank's is saved in the checkpoint."""
+
+    def load_rank_state(self, state: Mapping[str, Any]) -> None:
+        """Restore this rank's ``rank_state`` after ``load_state_dict`` (rank 0's)."""
 
     def describe(self) -> dict[str, Any]:
         """What the model card and the distributed summary say about the task's data."""

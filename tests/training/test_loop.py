@@ -4,12 +4,10 @@ for a GAN and for the classifier; outputs and resume on a real S3 server."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 import pytest
-import torch
 
 from harmonize.classifier.training import train_classifier
 from harmonize.io.storage import Storage, join
@@ -21,28 +19,13 @@ from harmonize.training.task import TrainResult
 from training_samples import (
     GAN_TINY,
     Crash,
+    assert_same_state,
     blob_data,
     classifier_config,
     crash_at,
     gan_config,
     logged,
 )
-
-
-def _assert_same(ours: Any, theirs: Any, where: str = "") -> None:
-    """Every tensor and value of two nested states is equal."""
-    if isinstance(ours, torch.Tensor):
-        assert torch.equal(ours, theirs), where
-    elif isinstance(ours, Mapping):
-        assert set(ours) == set(theirs), where
-        for key in ours:
-            _assert_same(ours[key], theirs[key], f"{where}.{key}")
-    elif isinstance(ours, list | tuple):
-        assert len(ours) == len(theirs), where
-        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
-            _assert_same(a, b, f"{where}[{i}]")
-    else:
-        assert ours == theirs, where
 
 
 @pytest.fixture(params=["cyclegan", "classifier"])
@@ -71,8 +54,8 @@ def test_resume_after_a_crash_continues_exactly(tmp_path, six_steps) -> None:
     assert logged(crashed) == logged(straight)  # the same next-step losses, bit for bit
     ours = load_checkpoint(checkpoint_uri(crashed, 6), Storage())
     theirs = load_checkpoint(checkpoint_uri(straight, 6), Storage())
-    _assert_same(ours[networks], theirs[networks], networks)  # weights, optimizers, pools
-    _assert_same(ours["random"]["sampler"], theirs["random"]["sampler"], "sampler")
+    assert_same_state(ours[networks], theirs[networks], networks)  # weights, optimizers, pools
+    assert_same_state(ours["random"]["sampler"], theirs["random"]["sampler"], "sampler")
 
 
 @pytest.mark.slow
