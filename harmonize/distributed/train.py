@@ -1,9 +1,12 @@
 """Ray Train: the one training loop on one worker per GPU, DDP between them, for any training
 job (a GAN or the target-site classifier: ``harmonize.training.job``).
 
-    driver:  list the inputs ─ check --gpus against the cluster ─ decode once
-             ─► OUT/cache/<training-data|classifier-data>-<key>.npz
-    workers: load that file ─ training.loop.run_training(task, rank, world_size,
+    driver:  list the inputs ─ check --gpus against the cluster ─ decode once: a GAN's as Ray
+             tasks on the cluster's CPUs (one per shard) ─► OUT/cache/training-data/*.arrow,
+             indexed by OUT/cache/training-data-<key>.json; the classifier's here
+             ─► OUT/cache/classifier-data-<key>.npz
+    workers: open that index (each reads only the images it draws) or load that file
+             ─ training.loop.run_training(task, rank, world_size,
              wrap=prepare_model, report=...); rank 0 writes OUT/checkpoints/step-*.pt and, at
              the end, the model under OUT/
 
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from harmonize.distributed.jobs import aws_env
 from harmonize.distributed.session import init_ray
 from harmonize.distributed.session import ray_address as ray_address_of
+from harmonize.distributed.shards import ray_tasks
 from harmonize.errors import ConfigError, HarmonizeError
 from harmonize.io.storage import Storage, is_s3, join
 from harmonize.training.checkpoint import clear_checkpoints
@@ -297,7 +301,8 @@ def train_distributed(
     key = cache_key(job, storage)  # lists the inputs: a missing or empty one fails here
     if gpus:
         check_gpus(gpus, ray_address)
-    data_uri, cached, data = cached_data(job, key, out_uri, storage, progress)
+    init_ray(ray_address)  # the shards are decoded as Ray tasks, on the cluster's CPUs
+    data_uri, cached, data = cached_data(job, key, out_uri, storage, progress, ray_tasks)
     task = job.task(data)  # the data fits the config (a class too small to split...)
     prepare_seconds = time.perf_counter() - start
     if not resume:

@@ -1,8 +1,10 @@
-"""Training data held in memory: both sites' images for a GAN (``TrainingData``), and what every
-kind of training data shares (decoding an archive in threads, one pickle-free .npz file).
+"""Training data: both sites' images for a GAN (``TrainingData``), and what every kind of
+training data shares (decoding an archive in threads, one pickle-free .npz file).
 
-Images are decoded and resized once, kept as 16-bit levels, and cached by the distributed driver
-as one .npz object that each worker loads.
+Images are decoded and resized once and kept as 16-bit levels: in memory
+(``prepare_training_data``), or in content-keyed shards under ``OUT/cache/`` that the
+distributed driver has built on the cluster's CPUs and every worker reads one drawn image at a
+time (``prepare_training_shards``; ``TrainingData.save`` / ``load`` write and read their index).
 
 Example::
 
@@ -19,6 +21,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -28,11 +31,15 @@ from harmonize.errors import ConfigError, HarmonizeError
 from harmonize.imaging.preprocess import from_uint16, random_crop, to_model_range, training_image
 from harmonize.io.archive import list_images
 from harmonize.io.storage import Storage
+from harmonize.training.sharded_images import ShardedImages
+from harmonize.training.shards import ShardRunner, dicom_training_image, plan_shards, prepare_shards
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 SITES = ("source", "target")
+SHARD_SIZE = 256  # images per training shard (~20 MB at load size 286)
+INDEX_FORMAT = 1
 
 
 # -- what every kind of training data shares -------------------------------------------------------
@@ -94,11 +101,14 @@ class TrainingData:
     """Both sites' images, decoded and resized once (short side ``load_size``), as uint16 levels.
 
     ``source`` is domain A (the site to harmonize), ``target`` domain B. Images keep their own
-    aspect ratio, so they are lists of (H, W) arrays of different sizes.
+    aspect ratio, so each site is a sequence of (H, W) arrays of different sizes: a list held in
+    memory (``prepare_training_data``), or ``ShardedImages`` that read an image only when it is
+    drawn (``prepare_training_shards``: what distributed training uses, so no process holds an
+    archive).
     """
 
-    source: list[np.ndarray]
-    target: list[np.ndarray]
+    source: Sequence[np.ndarray]
+    target: Sequence[np.ndarray]
     load_size: int
     source_uri: str = ""
     target_uri: str = ""
@@ -106,8 +116,10 @@ class TrainingData:
 
     def __post_init__(self) -> None:
         for name, images in (("source", self.source), ("target", self.target)):
-            if not images:
+            if not len(images):
                 raise ConfigError(f"training data has no {name} images")
+            if isinstance(images, ShardedImages):
+                continue  # every image was checked when its shard was built
             for image in images:
                 if image.ndim != 2 or image.dtype != np.uint16:
                     raise ConfigError(
@@ -133,40 +145,65 @@ class TrainingData:
         return batches[0], batches[1]
 
     def save(self, uri: str, storage: Storage | None = None) -> None:
-        """Write everything as one .npz object (no pickled objects), whole or not at all."""
-        meta = {
+        """Write the index of sharded data (its shards per site and what it says about them) as
+        one JSON object, whole: the shards themselves are already stored."""
+        shards = {}
+        for name, images in (("source", self.source), ("target", self.target)):
+            if not isinstance(images, ShardedImages):
+                raise ConfigError(
+                    "only sharded training data is saved (its images stay in their shards); "
+                    "prepare it with prepare_training_shards"
+                )
+            shards[name] = images.shard_uris
+        index = {
+            "format": INDEX_FORMAT,
             "load_size": self.load_size,
             "source_uri": self.source_uri,
             "target_uri": self.target_uri,
             "unreadable": self.unreadable,
+            "shards": shards,
         }
-        arrays: dict[str, np.ndarray] = {}
-        for name, images in (("source", self.source), ("target", self.target)):
-            arrays[f"{name}_shapes"] = np.array([im.shape for im in images], dtype=np.int64)
-            arrays[f"{name}_levels"] = np.concatenate([im.ravel() for im in images])
-        write_npz(uri, meta, arrays, storage or Storage())
+        (storage or Storage()).write(uri, json.dumps(index, indent=1).encode("utf-8"))
 
     @classmethod
     def load(cls, uri: str, storage: Storage | None = None) -> TrainingData:
-        """Read what ``save`` wrote."""
+        """The sharded data whose index ``save`` wrote (reads the shards' footers only)."""
+        store = storage or Storage()
+        try:
+            index = json.loads(store.read(uri))
+            if index.get("format") != INDEX_FORMAT:
+                raise ValueError(f"format {index.get('format')!r}, this version reads 1")
+            shards = index["shards"]
+        except (ValueError, KeyError, AttributeError) as err:
+            raise ConfigError(
+                f'"{uri}" is not a harmonize training-data index ({err}); delete it and train '
+                "again to prepare the data anew"
+            ) from err
+        return cls(
+            ShardedImages(shards["source"], store),
+            ShardedImages(shards["target"], store),
+            int(index["load_size"]),
+            index["source_uri"],
+            index["target_uri"],
+            dict(index["unreadable"]),
+        )
 
-        def parse(meta: dict[str, Any], npz: Mapping[str, np.ndarray]) -> TrainingData:
-            sites = {}
-            for name in SITES:
-                shapes, levels = npz[f"{name}_shapes"], npz[f"{name}_levels"]
-                ends = np.cumsum([int(h) * int(w) for h, w in shapes])
-                chunks = np.split(levels, ends[:-1])
-                sites[name] = [c.reshape(h, w) for c, (h, w) in zip(chunks, shapes, strict=True)]
-            return cls(
-                sites["source"],
-                sites["target"],
-                int(meta["load_size"]),
-                meta["source_uri"],
-                meta["target_uri"],
-                dict(meta["unreadable"]),
-            )
 
-        return read_npz(uri, storage or Storage(), "training-data", parse)
+def _site_objects(
+    name: str, uri: str, storage: Storage, limit: int | None
+) -> list[tuple[str, str]]:
+    return [(o.uri, o.etag) for o in list_images(uri, storage, what=f"{name} images", limit=limit)]
+
+
+def _readable(name: str, uri: str, n_images: int, errors: Sequence[str]) -> None:
+    """ConfigError when a site has no readable image; a warning naming one when some are not."""
+    if not n_images:
+        raise ConfigError(
+            f'none of the {len(errors)} {name} objects under "{uri}" could be read: '
+            f"{list(errors[:3])}"
+        )
+    if errors:
+        logger.warning("skipped %d unreadable %s objects, e.g. %s", len(errors), name, errors[0])
 
 
 def prepare_training_data(
@@ -179,7 +216,7 @@ def prepare_training_data(
     workers: int | None = None,
 ) -> TrainingData:
     """Decode both archives (objects ending .dcm/.dicom, sorted; the first ``limit`` per site)
-    and resize every image to short side ``load_size``, in a pool of threads.
+    and resize every image to short side ``load_size``, in a pool of threads, into memory.
 
     Unreadable objects are skipped and counted (``unreadable``). Raises ConfigError when a site
     has no readable image.
@@ -193,9 +230,9 @@ def prepare_training_data(
     sites: dict[str, list[np.ndarray]] = {}
     unreadable: dict[str, int] = {}
     for name, uri in (("source", source_uri), ("target", target_uri)):
-        objects = list_images(uri, store, what=f"{name} images", limit=limit)
+        objects = _site_objects(name, uri, store, limit)
         results = decode_objects(
-            [o.uri for o in objects],
+            [u for u, _ in objects],
             decode,
             store,
             desc=f"decode {name}",
@@ -204,16 +241,59 @@ def prepare_training_data(
         )
         images = [image for image, _ in results if image is not None]
         errors = [error for image, error in results if image is None]
-        if not images:
-            raise ConfigError(
-                f'none of the {len(results)} {name} objects under "{uri}" could be read: '
-                f"{errors[:3]}"
-            )
-        if errors:
-            logger.warning(
-                "skipped %d unreadable %s objects, e.g. %s", len(errors), name, errors[0]
-            )
+        _readable(name, uri, len(images), errors)
         sites[name], unreadable[name] = images, len(errors)
     return TrainingData(
         sites["source"], sites["target"], load_size, source_uri, target_uri, unreadable
+    )
+
+
+def prepare_training_shards(
+    source_uri: str,
+    target_uri: str,
+    load_size: int,
+    *,
+    cache_uri: str,
+    storage: Storage | None = None,
+    runner: ShardRunner | None = None,
+    progress: bool = True,
+    shard_size: int = SHARD_SIZE,
+) -> TrainingData:
+    """Both archives decoded and resized (short side ``load_size``) into content-keyed shards
+    under ``cache_uri`` (``harmonize.training.shards``): shards already there are reused, the
+    others built by ``runner`` (Ray tasks on the cluster's CPUs from the distributed driver;
+    threads here by default). The target site's shards carry its mean intensity histogram.
+
+    Unreadable objects are skipped and counted (``unreadable``). Raises ConfigError when a site
+    has no readable image.
+    """
+    store = storage or Storage()
+    settings = {"kind": "training-data", "load_size": load_size}
+    sites = (("source", source_uri), ("target", target_uri))
+    specs = {
+        name: plan_shards(
+            _site_objects(name, uri, store, None), name, settings, cache_uri, shard_size
+        )
+        for name, uri in sites
+    }
+    summaries = prepare_shards(
+        [*specs["source"], *specs["target"]],
+        partial(dicom_training_image, load_size=load_size),
+        store,
+        settings,
+        histogram_groups={"target"},
+        runner=runner,
+        progress=progress,
+    )
+    built = dict(zip((s.uri for s in summaries), summaries, strict=True))
+    images: dict[str, ShardedImages] = {}
+    unreadable: dict[str, int] = {}
+    for name, uri in sites:
+        mine = [built[spec.uri] for spec in specs[name]]
+        errors = [f"{u}: {why}" for s in mine for u, why in s.errors]
+        _readable(name, uri, sum(s.n_images for s in mine), errors)
+        images[name] = ShardedImages([s.uri for s in mine if s.n_images], store)
+        unreadable[name] = len(errors)
+    return TrainingData(
+        images["source"], images["target"], load_size, source_uri, target_uri, unreadable
     )

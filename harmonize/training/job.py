@@ -3,8 +3,11 @@ decoded data, cached once under ``OUT/cache/`` for every process that trains it.
 
 The decoded data is keyed by a hash of the inputs' listings (URIs + ETags; the classifier's
 labels too) and the image size, so a rerun on unchanged archives skips decoding, and a changed
-archive can never reuse a stale cache. A job's inputs are absolute paths (or s3:// URIs): a job
-travels to processes with working directories of their own.
+archive can never reuse a stale cache. A GAN's data is sharded: ``OUT/cache/training-data/`` holds
+content-keyed shards (built by a ``ShardRunner``: Ray tasks from the distributed driver) and
+``OUT/cache/training-data-<key>.json`` indexes those of one listing, so a changed archive rebuilds
+only the shards whose objects changed; the classifier's is one ``.npz``. A job's inputs are
+absolute paths (or s3:// URIs): a job travels to processes with working directories of their own.
 
 Example::
 
@@ -28,8 +31,9 @@ from harmonize.io.archive import list_images
 from harmonize.io.labels import finding_labels, read_labels
 from harmonize.io.storage import Storage, join
 from harmonize.training.config import TrainConfig
-from harmonize.training.data import TrainingData, prepare_training_data
+from harmonize.training.data import TrainingData, prepare_training_shards
 from harmonize.training.gan import GanTask
+from harmonize.training.shards import ShardRunner
 from harmonize.training.task import TrainingTask
 
 CACHE_FOLDER = "cache"
@@ -62,13 +66,15 @@ class JobKind:
     """How one kind of model is trained from two inputs and an image size.
 
     Args:
-        cache_name: the decoded data is ``OUT/cache/<cache_name>-<key>.npz``.
+        cache_name: the decoded data is ``OUT/cache/<cache_name>-<key><suffix>`` (and, when
+            sharded, its shards are under ``OUT/cache/<cache_name>/``).
         listing: ``listing(input_a, input_b, size, storage)``: what the cache key hashes (the
             inputs' listings, the size); raises ConfigError for a missing or empty input.
-        prepare: ``prepare(input_a, input_b, size, storage=, progress=)``: the inputs decoded
-            into the task's data.
+        prepare: ``prepare(input_a, input_b, size, storage=, progress=)`` (and, when sharded,
+            ``cache_uri=``, ``runner=``): the inputs decoded into the task's data.
         load: ``load(uri, storage)``: the cached data read back.
         task: ``task(config, data)``: what the one loop trains.
+        sharded: the data is an index of shards (``.json``), not one ``.npz``.
     """
 
     cache_name: str
@@ -76,9 +82,16 @@ class JobKind:
     prepare: Callable[..., Any]
     load: Callable[[str, Storage], Any]
     task: Callable[[Any, Any], TrainingTask]
+    sharded: bool = False
+
+    @property
+    def suffix(self) -> str:
+        return ".json" if self.sharded else ".npz"
 
 
-GAN = JobKind("training-data", _gan_listing, prepare_training_data, TrainingData.load, GanTask)
+GAN = JobKind(
+    "training-data", _gan_listing, prepare_training_shards, TrainingData.load, GanTask, True
+)
 CLASSIFIER = JobKind(
     "classifier-data",
     _classifier_listing,
@@ -103,8 +116,25 @@ class TrainingJob:
     def listing(self, storage: Storage) -> dict[str, Any]:
         return self.kind.listing(*self.inputs, self.size, storage)
 
-    def prepare(self, storage: Storage, progress: bool = True) -> Any:
-        return self.kind.prepare(*self.inputs, self.size, storage=storage, progress=progress)
+    def prepare(
+        self,
+        storage: Storage,
+        progress: bool = True,
+        cache_uri: str = "",
+        runner: ShardRunner | None = None,
+    ) -> Any:
+        """The inputs decoded (a sharded kind's into shards under ``cache_uri``, by
+        ``runner``)."""
+        if not self.kind.sharded:
+            return self.kind.prepare(*self.inputs, self.size, storage=storage, progress=progress)
+        return self.kind.prepare(
+            *self.inputs,
+            self.size,
+            storage=storage,
+            progress=progress,
+            cache_uri=cache_uri,
+            runner=runner,
+        )
 
     def task(self, data: Any) -> TrainingTask:
         return self.kind.task(self.config, data)
@@ -130,16 +160,23 @@ def cache_key(job: TrainingJob, storage: Storage) -> str:
 
 
 def cached_data(
-    job: TrainingJob, key: str, out_uri: str, storage: Storage, progress: bool = True
+    job: TrainingJob,
+    key: str,
+    out_uri: str,
+    storage: Storage,
+    progress: bool = True,
+    runner: ShardRunner | None = None,
 ) -> tuple[str, bool, Any]:
     """The URI of the job's decoded data under ``OUT/cache/``, whether it was already there, and
-    the data (decoded and saved here, once, when it was not).
+    the data (decoded and saved here, once, when it was not; a sharded kind's shards built by
+    ``runner``, reusing every shard already there).
 
     The file name holds the key, so a file is only ever reused for the inputs it was made from
     (a sidecar holding the key could be left stale by a crash between two writes)."""
-    uri = join(out_uri, CACHE_FOLDER, f"{job.kind.cache_name}-{key}.npz")
+    name = job.kind.cache_name
+    uri = join(out_uri, CACHE_FOLDER, f"{name}-{key}{job.kind.suffix}")
     if storage.exists(uri):
         return uri, True, job.kind.load(uri, storage)
-    data = job.prepare(storage, progress)
-    data.save(uri, storage)  # whole or not at all: a crash leaves no half file to reuse
+    data = job.prepare(storage, progress, join(out_uri, CACHE_FOLDER, name), runner)
+    data.save(uri, storage)  # whole or not at all, after the shards: none is half there
     return uri, False, data

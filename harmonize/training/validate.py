@@ -19,6 +19,7 @@ records ``{"error": "..."}`` instead of failing the training.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,10 +29,14 @@ from harmonize.imaging.preprocess import from_uint16
 from harmonize.methods.neural import NeuralHarmonizer
 from harmonize.metrics.histogram import HIST_BINS, intensity_histogram, wasserstein_1d
 from harmonize.metrics.ssim import SSIM_OPTIONS, ssim
+from harmonize.training.sharded_images import ShardedImages
 
 
-def site_histogram(images: list[np.ndarray]) -> np.ndarray:
-    """The mean HIST_BINS-bin intensity histogram of uint16 training images."""
+def site_histogram(images: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean HIST_BINS-bin intensity histogram of uint16 training images (of sharded ones:
+    from their shards' footers, without reading an image)."""
+    if isinstance(images, ShardedImages) and (stored := images.histogram()) is not None:
+        return stored
     return np.mean([intensity_histogram(from_uint16(im), bins=HIST_BINS) for im in images], axis=0)
 
 
@@ -57,7 +62,7 @@ def _measure(
 
 
 def validate_generator(
-    harmonizer: NeuralHarmonizer, source_images: list[np.ndarray], target_histogram: np.ndarray
+    harmonizer: NeuralHarmonizer, source_images: Sequence[np.ndarray], target_histogram: np.ndarray
 ) -> dict[str, Any]:
     """SSIM and W1-to-target of ``source_images`` (uint16 levels) harmonized in every mode of
     ``harmonizer`` (left in direct mode); the shape is the module's docstring's."""

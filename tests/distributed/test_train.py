@@ -90,7 +90,7 @@ def test_two_workers_write_checkpoints_and_a_model_then_resume(
     assert model.card["validation"] == first["validation"]
     assert set(first["losses"]) >= {"g_total", "d_a", "d_b"}
     key = cache_key(_job(archive, 4), Storage())
-    assert Path(first["data_uri"]) == out / "cache" / f"training-data-{key}.npz"
+    assert Path(first["data_uri"]) == out / "cache" / f"training-data-{key}.json"
 
     # A second call continues from the step-4 checkpoint and reuses the decoded data.
     second = _train(archive, "cyclegan", steps=6)
@@ -217,7 +217,8 @@ def test_cli_trains_to_s3(
     assert "g_total" in printed
     assert f"model: {join(out, 'harmonizer.json')}" in printed
     assert storage.exists(join(out, "checkpoints", "step-0000002.pt"))
-    assert len(storage.list(join(out, "cache"), suffixes=(".npz",))) == 1
+    assert len(storage.list(join(out, "cache"), suffixes=(".json",))) == 1  # the index
+    assert len(storage.list(join(out, "cache"), suffixes=(".arrow",))) == 2  # a shard a site
     # Ray Train's own run files sit under the output prefix too (pyarrow S3 + endpoint).
     assert storage.list(join(out, "ray-train"))
     model = load_model(out, storage, expected_method="cyclegan")

@@ -1,0 +1,207 @@
+"""The images of training shards (``harmonize.training.shards``) as one sequence that reads each
+image only when it is drawn, its memory bounded by a buffer rather than by the archive.
+
+Opening reads each shard's footer (every image's shape, key and object URI); ``images[i]`` then
+reads one record batch: a view of the memory-mapped file for a local shard (the OS page cache
+holds it), one ranged read for an s3:// shard. An LRU buffer keeps recently drawn images.
+
+Example::
+
+    images = ShardedImages([s.uri for s in summaries], storage)
+    image = images[int(rng.integers(len(images)))]  # (H, W) uint16, read-only
+"""
+
+from __future__ import annotations
+
+import bisect
+import operator
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate
+from typing import Any, SupportsIndex, overload
+
+import numpy as np
+
+from harmonize.errors import ConfigError, StorageError
+from harmonize.io.retry import with_retries
+from harmonize.io.storage import Storage
+from harmonize.training.shards import open_shard
+
+DEFAULT_BUFFER_BYTES = 256 * 2**20
+#: How many shards one reader keeps open at once (an open local shard holds a file descriptor).
+MAX_OPEN_SHARDS = 64
+_IO_THREADS = 16  # footers are read in parallel: latency-bound, not CPU-bound
+
+
+class ShardedImages(Sequence[np.ndarray]):
+    """The images of the shards at ``uris``, in order, as one sequence of read-only 2-D uint16
+    arrays (copy one before changing it); a slice gives a list of them.
+
+    It pickles without its open files and buffer, so it can travel to Ray workers, which reopen
+    the shards they read from.
+
+    Args:
+        uris: shard URIs (``ShardSummary.uri``), in the order their images should have.
+        storage: where they are.
+        buffer_bytes: the most bytes of recently drawn images kept (0: none).
+
+    Raises:
+        StorageError: a shard cannot be read or is not a harmonize shard.
+    """
+
+    def __init__(
+        self, uris: Sequence[str], storage: Storage, buffer_bytes: int = DEFAULT_BUFFER_BYTES
+    ) -> None:
+        if buffer_bytes < 0:
+            raise ConfigError(f"buffer_bytes must be 0 or more, got {buffer_bytes}")
+        self._shard_uris = [str(uri) for uri in uris]
+        self._storage = storage
+        self.buffer_bytes = buffer_bytes
+        with ThreadPoolExecutor(max(1, min(_IO_THREADS, len(self._shard_uris)))) as pool:
+            opened = list(pool.map(lambda uri: open_shard(uri, storage), self._shard_uris))
+        indexes = [index for _, index in opened]
+        entries = [entry for index in indexes for entry in index["images"]]
+        self._starts = list(accumulate((len(index["images"]) for index in indexes), initial=0))
+        self._uris = [str(entry[0]) for entry in entries]
+        self._keys = [str(entry[2]) for entry in entries]
+        self._shapes = [(int(entry[3]), int(entry[4])) for entry in entries]
+        self._errors = [(str(u), str(why)) for index in indexes for u, why in index["errors"]]
+        levels = [index["histogram"] for index in indexes]
+        self._histogram = (
+            None
+            if not levels or any(h is None for h in levels)
+            else np.sum([np.asarray(h, dtype=np.float64) for h in levels], axis=0)
+        )
+        self._reset()
+        for shard, (reader, _) in list(enumerate(opened))[:MAX_OPEN_SHARDS]:
+            self._readers[shard] = (reader, threading.Lock())
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._readers: OrderedDict[int, tuple[Any, threading.Lock]] = OrderedDict()
+        self._buffer: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._buffered_bytes = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Open files, locks and buffered images stay behind; the shards reopen where it lands.
+        state = dict(self.__dict__)
+        for name in ("_lock", "_readers", "_buffer", "_buffered_bytes"):
+            state.pop(name)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def __repr__(self) -> str:
+        return f"ShardedImages({len(self)} images in {len(self._shard_uris)} shards)"
+
+    # -- what the footers said ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    @property
+    def shard_uris(self) -> list[str]:
+        """The shards, in the order their images have here."""
+        return list(self._shard_uris)
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """(height, width) of every image, in order."""
+        return list(self._shapes)
+
+    @property
+    def keys(self) -> list[str]:
+        """Every image's key (e.g. its SOPInstanceUID; "" where the decoder gave none)."""
+        return list(self._keys)
+
+    @property
+    def uris(self) -> list[str]:
+        """The URI of the object every image was decoded from."""
+        return list(self._uris)
+
+    @property
+    def errors(self) -> list[tuple[str, str]]:
+        """(uri, reason) of every object the shards skipped."""
+        return list(self._errors)
+
+    def histogram(self) -> np.ndarray | None:
+        """The mean of the images' intensity histograms (``HIST_BINS`` bins, as
+        ``training.validate.site_histogram`` computes it), from the shards' footers; None when a
+        shard was built without one."""
+        if self._histogram is None or not len(self):
+            return None
+        return self._histogram / len(self)
+
+    # -- images ------------------------------------------------------------------------------------
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = operator.index(index)
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"image index {index} is out of range for {n} images")
+        with self._lock:
+            image = self._buffer.get(i)
+            if image is not None:
+                self._buffer.move_to_end(i)
+                return image
+        image = self._read(i)
+        self._keep(i, image)
+        return image
+
+    def _read(self, i: int) -> np.ndarray:
+        shard = bisect.bisect_right(self._starts, i) - 1
+        row, uri = i - self._starts[shard], self._shard_uris[shard]
+        reader, lock = self._reader(shard)
+
+        def read_batch() -> Any:
+            with lock:  # one batch at a time per open file; other shards read in parallel
+                return reader.get_batch(row)
+
+        batch = with_retries(read_batch, "read", uri, budget=self._storage.retry_seconds)
+        height, width = self._shapes[i]
+        column = batch.column("pixels")
+        _, offsets, data = column.buffers()  # views of the batch: no copy (a scalar's would copy)
+        start, end = np.frombuffer(offsets, dtype="<i4")[column.offset : column.offset + 2]
+        pixels = data.slice(int(start), int(end - start))
+        if pixels.size != height * width * 2:
+            raise StorageError(
+                f'image {row} of shard "{uri}" has {pixels.size} bytes of pixels, not '
+                f"{height} x {width} x 2; delete the shard and prepare it again"
+            )
+        return np.frombuffer(pixels, dtype="<u2").reshape(height, width)
+
+    def _reader(self, shard: int) -> tuple[Any, threading.Lock]:
+        with self._lock:
+            if shard in self._readers:
+                self._readers.move_to_end(shard)
+                return self._readers[shard]
+        reader, _ = open_shard(self._shard_uris[shard], self._storage)
+        with self._lock:
+            opened = self._readers.setdefault(shard, (reader, threading.Lock()))
+            while len(self._readers) > MAX_OPEN_SHARDS:
+                self._readers.popitem(last=False)
+            return opened
+
+    def _keep(self, i: int, image: np.ndarray) -> None:
+        if image.nbytes > self.buffer_bytes:
+            return
+        with self._lock:
+            if i in self._buffer:
+                return
+            self._buffer[i] = image
+            self._buffered_bytes += image.nbytes
+            while self._buffered_bytes > self.buffer_bytes:
+                _, dropped = self._buffer.popitem(last=False)
+                self._buffered_bytes -= dropped.nbytes
