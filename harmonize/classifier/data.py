@@ -11,10 +11,11 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
 
 import numpy as np
 import torch
@@ -26,11 +27,14 @@ from harmonize.errors import ConfigError
 from harmonize.io.archive import list_images
 from harmonize.io.labels import finding_labels, read_labels
 from harmonize.io.storage import Storage
-from harmonize.training.data import decode_objects, read_npz, write_npz
+from harmonize.training.data import SHARD_SIZE, decode_objects
+from harmonize.training.sharded_images import ImageRows, ShardedImages
+from harmonize.training.shards import ShardRunner, plan_shards, prepare_shards
 
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES = {0: "no_finding", 1: "finding"}
+INDEX_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,15 @@ def split_by_image_id(image_ids: Sequence[str], labels: np.ndarray, val_fraction
 class ClassifierData:
     """Labelled target-site images, decoded and preprocessed once (``classifier_levels``).
 
-    ``images`` is (N, S, S) uint16, ``labels`` (N,) int64 in {0, 1} (1 = finding),
+    ``images`` is (N, S, S) uint16 (an array in memory, or ``ImageRows`` of shards that read
+    only what a batch draws: ``prepare_classifier_shards``), ``labels`` (N,) int64 in {0, 1}
+    (1 = finding),
     ``image_ids`` the SOPInstanceUIDs. ``skipped`` counts the objects left out: ``unlabelled``
     (no label row, or a null label), ``unreadable`` and ``duplicate`` (a SOPInstanceUID seen
     before, in URI order).
     """
 
-    images: np.ndarray
+    images: np.ndarray | ImageRows
     labels: np.ndarray
     image_ids: list[str]
     input_size: int
@@ -124,36 +130,104 @@ class ClassifierData:
         return {name: int((self.labels[indices] == c).sum()) for c, name in CLASS_NAMES.items()}
 
     def save(self, uri: str, storage: Storage | None = None) -> None:
-        """Write everything as one .npz object (no pickled objects), whole or not at all."""
-        meta = {
+        """Write the index of sharded data (its shards, which images of them it holds, their
+        labels and what it skipped) as one JSON object, whole: the images stay in their
+        shards."""
+        if not isinstance(self.images, ImageRows):
+            raise ConfigError(
+                "only sharded classifier data is saved (its images stay in their shards); "
+                "prepare it with prepare_classifier_shards"
+            )
+        index = {
+            "format": INDEX_FORMAT,
             "input_size": self.input_size,
             "archive_uri": self.archive_uri,
             "labels_uri": self.labels_uri,
             "skipped": self.skipped,
+            "shards": self.images.images.shard_uris,
+            "positions": self.images.positions.tolist(),
+            "labels": self.labels.tolist(),
+            "image_ids": self.image_ids,
         }
-        arrays = {
-            "images": self.images,
-            "labels": self.labels,
-            "image_ids": np.array(self.image_ids, dtype=str),
-        }
-        write_npz(uri, meta, arrays, storage or Storage())
+        (storage or Storage()).write(uri, json.dumps(index).encode("utf-8"))
 
     @classmethod
     def load(cls, uri: str, storage: Storage | None = None) -> ClassifierData:
-        """Read what ``save`` wrote."""
+        """The sharded data whose index ``save`` wrote (reads the shards' footers only)."""
+        store = storage or Storage()
+        try:
+            index = json.loads(store.read(uri))
+            if index.get("format") != INDEX_FORMAT:
+                raise ValueError(f"format {index.get('format')!r}, this version reads 1")
+            shards, positions = index["shards"], index["positions"]
+        except (ValueError, KeyError, AttributeError) as err:
+            raise ConfigError(
+                f'"{uri}" is not a harmonize classifier-data index ({err}); delete it and train '
+                "again to prepare the data anew"
+            ) from err
+        size = int(index["input_size"])
+        return cls(
+            ImageRows(ShardedImages(shards, store), positions, size),
+            np.asarray(index["labels"], dtype=np.int64),
+            [str(i) for i in index["image_ids"]],
+            size,
+            index["archive_uri"],
+            index["labels_uri"],
+            dict(index["skipped"]),
+        )
 
-        def parse(meta: dict[str, Any], npz: Mapping[str, np.ndarray]) -> ClassifierData:
-            return cls(
-                npz["images"],
-                npz["labels"],
-                [str(i) for i in npz["image_ids"]],
-                int(meta["input_size"]),
-                meta["archive_uri"],
-                meta["labels_uri"],
-                dict(meta["skipped"]),
-            )
 
-        return read_npz(uri, storage or Storage(), "classifier-data", parse)
+def dicom_classifier_image(data: bytes, input_size: int) -> tuple[str, np.ndarray]:
+    """A shard ``Decode`` (bind ``input_size`` with ``functools.partial``): the object's
+    SOPInstanceUID and its image as the classifier keeps it (``classifier_levels``)."""
+    from harmonize.dicom.decode import decode_dicom
+
+    decoded = decode_dicom(data)
+    return decoded.meta.sop_instance_uid, classifier_levels(decoded.pixels, input_size)
+
+
+def _join_labels(
+    keys: Sequence[str | None], label_of: Mapping[str, int], errors: Sequence[str]
+) -> tuple[list[int], list[int], list[str], dict[str, int]]:
+    """(positions kept, their labels, their image ids, what was skipped) of decoded images with
+    SOPInstanceUIDs ``keys`` (None: unreadable), in order: unlabelled ones and repeats of an
+    id seen before are skipped and counted, as are the ``errors`` (unreadable objects)."""
+    positions, labels, image_ids = [], [], []
+    seen: set[str] = set()
+    skipped = {"unlabelled": 0, "unreadable": len(errors), "duplicate": 0}
+    for position, key in enumerate(keys):
+        if key is None:
+            continue
+        if key not in label_of:
+            skipped["unlabelled"] += 1
+        elif key in seen:
+            skipped["duplicate"] += 1
+        else:
+            seen.add(key)
+            positions.append(position)
+            image_ids.append(key)
+            labels.append(label_of[key])
+    if errors:
+        logger.warning("skipped %d unreadable objects, e.g. %s", len(errors), errors[0])
+    return positions, labels, image_ids, skipped
+
+
+def _check_labelled(
+    labels: Sequence[int], n_objects: int, skipped: Mapping[str, int], archive: str, table: str
+) -> None:
+    """ConfigError when no image has a label, or all have the same one."""
+    if not labels:
+        raise ConfigError(
+            f'none of the {n_objects} objects under "{archive}" has a label in '
+            f'"{table}" (joined on SOPInstanceUID = image_id; {skipped["unreadable"]} '
+            "unreadable): check that the labels table describes this archive"
+        )
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise ConfigError(
+            f'all {len(labels)} labelled images under "{archive}" have label {classes[0]} '
+            f"({CLASS_NAMES[classes[0]]}); the classifier needs images with and without findings"
+        )
 
 
 def prepare_classifier_data(
@@ -175,50 +249,63 @@ def prepare_classifier_data(
     Raises:
         ConfigError: no labels table, no images, no labelled image, or labels of one class only.
     """
-    from harmonize.dicom.decode import decode_dicom
-
-    def decode(blob: bytes) -> tuple[str, np.ndarray]:
-        decoded = decode_dicom(blob)
-        return decoded.meta.sop_instance_uid, classifier_levels(decoded.pixels, input_size)
-
     store = storage or Storage()
     label_of = finding_labels(read_labels(labels_uri, store))
     objects = list_images(archive_uri, store, limit=limit)
     results = decode_objects(
-        [o.uri for o in objects], decode, store, desc="decode", progress=progress, workers=workers
+        [o.uri for o in objects],
+        partial(dicom_classifier_image, input_size=input_size),
+        store,
+        desc="decode",
+        progress=progress,
+        workers=workers,
     )
-    images, labels, image_ids, errors = [], [], [], []
-    seen: set[str] = set()
-    skipped = {"unlabelled": 0, "unreadable": 0, "duplicate": 0}
-    for decoded, error in results:
-        if decoded is None:
-            skipped["unreadable"] += 1
-            errors.append(error)
-        elif decoded[0] not in label_of:
-            skipped["unlabelled"] += 1
-        elif decoded[0] in seen:
-            skipped["duplicate"] += 1
-        else:
-            seen.add(decoded[0])
-            image_ids.append(decoded[0])
-            images.append(decoded[1])
-            labels.append(label_of[decoded[0]])
-    if errors:
-        logger.warning("skipped %d unreadable objects, e.g. %s", len(errors), errors[0])
-    if not images:
-        raise ConfigError(
-            f'none of the {len(results)} objects under "{archive_uri}" has a label in '
-            f'"{labels_uri}" (joined on SOPInstanceUID = image_id; {skipped["unreadable"]} '
-            "unreadable): check that the labels table describes this archive"
-        )
-    classes = sorted(set(labels))
-    if len(classes) < 2:
-        raise ConfigError(
-            f'all {len(labels)} labelled images under "{archive_uri}" have label {classes[0]} '
-            f"({CLASS_NAMES[classes[0]]}); the classifier needs images with and without findings"
-        )
+    keys = [None if decoded is None else decoded[0] for decoded, _ in results]
+    errors = [error for decoded, error in results if decoded is None]
+    positions, labels, image_ids, skipped = _join_labels(keys, label_of, errors)
+    _check_labelled(labels, len(results), skipped, archive_uri, labels_uri)
+    pixels = {i: decoded[1] for i, (decoded, _) in enumerate(results) if decoded is not None}
+    images = np.stack([pixels[p] for p in positions])
     return ClassifierData(
-        np.stack(images), np.array(labels), image_ids, input_size, archive_uri, labels_uri, skipped
+        images, np.array(labels), image_ids, input_size, archive_uri, labels_uri, skipped
+    )
+
+
+def prepare_classifier_shards(
+    archive_uri: str,
+    labels_uri: str,
+    input_size: int,
+    *,
+    cache_uri: str,
+    storage: Storage | None = None,
+    runner: ShardRunner | None = None,
+    progress: bool = True,
+    shard_size: int = SHARD_SIZE,
+) -> ClassifierData:
+    """``prepare_classifier_data`` into content-keyed shards under ``cache_uri``
+    (``harmonize.training.shards``; shards already there reused, the others built by
+    ``runner``: Ray tasks from the distributed driver, threads here by default): the same
+    images, labels, ids and counts, but each image read only when a batch draws it.
+    """
+    store = storage or Storage()
+    label_of = finding_labels(read_labels(labels_uri, store))
+    objects = [(o.uri, o.etag) for o in list_images(archive_uri, store)]
+    settings = {"kind": "classifier-data", "input_size": input_size}
+    specs = plan_shards(objects, "images", settings, cache_uri, shard_size)
+    decode = partial(dicom_classifier_image, input_size=input_size)
+    summaries = prepare_shards(specs, decode, store, settings, runner=runner, progress=progress)
+    sharded = ShardedImages([s.uri for s in summaries if s.n_images], store)
+    errors = [f"{uri}: {why}" for uri, why in sharded.errors]
+    positions, labels, image_ids, skipped = _join_labels(sharded.keys, label_of, errors)
+    _check_labelled(labels, len(objects), skipped, archive_uri, labels_uri)
+    return ClassifierData(
+        ImageRows(sharded, positions, input_size),
+        np.array(labels),
+        image_ids,
+        input_size,
+        archive_uri,
+        labels_uri,
+        skipped,
     )
 
 

@@ -1,11 +1,10 @@
 """Ray Train: the one training loop on one worker per GPU, DDP between them, for any training
 job (a GAN or the target-site classifier: ``harmonize.training.job``).
 
-    driver:  list the inputs ─ check --gpus against the cluster ─ decode once: a GAN's as Ray
-             tasks on the cluster's CPUs (one per shard) ─► OUT/cache/training-data/*.arrow,
-             indexed by OUT/cache/training-data-<key>.json; the classifier's here
-             ─► OUT/cache/classifier-data-<key>.npz
-    workers: open that index (each reads only the images it draws) or load that file
+    driver:  list the inputs ─ check --gpus against the cluster ─ decode once, as Ray tasks on
+             the cluster's CPUs (one per shard) ─► OUT/cache/<training|classifier>-data/*.arrow,
+             indexed by OUT/cache/<training|classifier>-data-<key>.json
+    workers: open that index (each reads only the images it draws)
              ─ training.loop.run_training(task, rank, world_size,
              wrap=prepare_model, report=...); rank 0 writes OUT/checkpoints/step-*.pt and, at
              the end, the model under OUT/

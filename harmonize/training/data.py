@@ -1,5 +1,5 @@
 """Training data: both sites' images for a GAN (``TrainingData``), and what every kind of
-training data shares (decoding an archive in threads, one pickle-free .npz file).
+training data shares (decoding an archive in threads, the images per shard).
 
 Images are decoded and resized once and kept as 16-bit levels: in memory
 (``prepare_training_data``), or in content-keyed shards under ``OUT/cache/`` that the
@@ -14,15 +14,14 @@ Example::
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -67,32 +66,6 @@ def decode_objects(
     with ThreadPoolExecutor(n_workers) as pool:
         results = pool.map(one, uris)
         return list(tqdm(results, total=len(uris), desc=desc, disable=not progress, leave=False))
-
-
-def write_npz(
-    uri: str, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], storage: Storage
-) -> None:
-    """``arrays`` and the JSON ``meta`` as one .npz object (no pickled objects), written whole or
-    not at all."""
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, meta=np.array(json.dumps(meta)), **arrays)
-    storage.write(uri, buffer.getvalue())
-
-
-def read_npz(
-    uri: str,
-    storage: Storage,
-    what: str,
-    parse: Callable[[dict[str, Any], Mapping[str, np.ndarray]], T],
-) -> T:
-    """``parse(meta, arrays)`` of what ``write_npz`` wrote; ConfigError naming ``what`` the file
-    should have been when it is not one."""
-    data = storage.read(uri)
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            return parse(json.loads(str(npz["meta"])), npz)
-    except (OSError, ValueError, KeyError) as err:
-        raise ConfigError(f'"{uri}" is not a harmonize {what} file: {err}') from err
 
 
 # -- a GAN's two sites -----------------------------------------------------------------------------

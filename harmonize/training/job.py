@@ -3,11 +3,12 @@ decoded data, cached once under ``OUT/cache/`` for every process that trains it.
 
 The decoded data is keyed by a hash of the inputs' listings (URIs + ETags; the classifier's
 labels too) and the image size, so a rerun on unchanged archives skips decoding, and a changed
-archive can never reuse a stale cache. A GAN's data is sharded: ``OUT/cache/training-data/`` holds
+archive can never reuse a stale cache. The data is sharded: ``OUT/cache/<name>/`` holds
 content-keyed shards (built by a ``ShardRunner``: Ray tasks from the distributed driver) and
-``OUT/cache/training-data-<key>.json`` indexes those of one listing, so a changed archive rebuilds
-only the shards whose objects changed; the classifier's is one ``.npz``. A job's inputs are
-absolute paths (or s3:// URIs): a job travels to processes with working directories of their own.
+``OUT/cache/<name>-<key>.json`` indexes those of one listing (``training-data`` for a GAN,
+``classifier-data`` for the classifier), so a changed archive rebuilds only the shards whose
+objects changed. A job's inputs are absolute paths (or s3:// URIs): a job travels to processes
+with working directories of their own.
 
 Example::
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harmonize.classifier.config import ClassifierConfig
-from harmonize.classifier.data import ClassifierData, prepare_classifier_data
+from harmonize.classifier.data import ClassifierData, prepare_classifier_shards
 from harmonize.classifier.training import ClassifierTask
 from harmonize.io.archive import list_images
 from harmonize.io.labels import finding_labels, read_labels
@@ -66,15 +67,14 @@ class JobKind:
     """How one kind of model is trained from two inputs and an image size.
 
     Args:
-        cache_name: the decoded data is ``OUT/cache/<cache_name>-<key><suffix>`` (and, when
-            sharded, its shards are under ``OUT/cache/<cache_name>/``).
+        cache_name: the decoded data is indexed by ``OUT/cache/<cache_name>-<key>.json``, its
+            shards are under ``OUT/cache/<cache_name>/``.
         listing: ``listing(input_a, input_b, size, storage)``: what the cache key hashes (the
             inputs' listings, the size); raises ConfigError for a missing or empty input.
-        prepare: ``prepare(input_a, input_b, size, storage=, progress=)`` (and, when sharded,
-            ``cache_uri=``, ``runner=``): the inputs decoded into the task's data.
+        prepare: ``prepare(input_a, input_b, size, storage=, progress=, cache_uri=, runner=)``:
+            the inputs decoded into shards under ``cache_uri`` by ``runner``, as the task's data.
         load: ``load(uri, storage)``: the cached data read back.
         task: ``task(config, data)``: what the one loop trains.
-        sharded: the data is an index of shards (``.json``), not one ``.npz``.
     """
 
     cache_name: str
@@ -82,20 +82,13 @@ class JobKind:
     prepare: Callable[..., Any]
     load: Callable[[str, Storage], Any]
     task: Callable[[Any, Any], TrainingTask]
-    sharded: bool = False
-
-    @property
-    def suffix(self) -> str:
-        return ".json" if self.sharded else ".npz"
 
 
-GAN = JobKind(
-    "training-data", _gan_listing, prepare_training_shards, TrainingData.load, GanTask, True
-)
+GAN = JobKind("training-data", _gan_listing, prepare_training_shards, TrainingData.load, GanTask)
 CLASSIFIER = JobKind(
     "classifier-data",
     _classifier_listing,
-    prepare_classifier_data,
+    prepare_classifier_shards,
     ClassifierData.load,
     ClassifierTask,
 )
@@ -119,14 +112,12 @@ class TrainingJob:
     def prepare(
         self,
         storage: Storage,
+        cache_uri: str,
         progress: bool = True,
-        cache_uri: str = "",
         runner: ShardRunner | None = None,
     ) -> Any:
-        """The inputs decoded (a sharded kind's into shards under ``cache_uri``, by
-        ``runner``)."""
-        if not self.kind.sharded:
-            return self.kind.prepare(*self.inputs, self.size, storage=storage, progress=progress)
+        """The inputs decoded into shards under ``cache_uri`` by ``runner`` (threads here by
+        default)."""
         return self.kind.prepare(
             *self.inputs,
             self.size,
@@ -168,15 +159,15 @@ def cached_data(
     runner: ShardRunner | None = None,
 ) -> tuple[str, bool, Any]:
     """The URI of the job's decoded data under ``OUT/cache/``, whether it was already there, and
-    the data (decoded and saved here, once, when it was not; a sharded kind's shards built by
-    ``runner``, reusing every shard already there).
+    the data (decoded and saved here, once, when it was not: shards built by ``runner``, every
+    shard already there reused).
 
     The file name holds the key, so a file is only ever reused for the inputs it was made from
     (a sidecar holding the key could be left stale by a crash between two writes)."""
     name = job.kind.cache_name
-    uri = join(out_uri, CACHE_FOLDER, f"{name}-{key}{job.kind.suffix}")
+    uri = join(out_uri, CACHE_FOLDER, f"{name}-{key}.json")
     if storage.exists(uri):
         return uri, True, job.kind.load(uri, storage)
-    data = job.prepare(storage, progress, join(out_uri, CACHE_FOLDER, name), runner)
+    data = job.prepare(storage, join(out_uri, CACHE_FOLDER, name), progress, runner)
     data.save(uri, storage)  # whole or not at all, after the shards: none is half there
     return uri, False, data

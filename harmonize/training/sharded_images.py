@@ -205,3 +205,34 @@ class ShardedImages(Sequence[np.ndarray]):
             while self._buffered_bytes > self.buffer_bytes:
                 _, dropped = self._buffer.popitem(last=False)
                 self._buffered_bytes -= dropped.nbytes
+
+
+class ImageRows:
+    """Some images of a ``ShardedImages`` (at ``positions``, all ``size`` x ``size``), indexed
+    like an (N, size, size) uint16 array: ``rows[i]`` is one image, ``rows[indices]`` (an
+    integer array or a slice) stacks those images into a new array. What the classifier trains
+    from: it reads only the images a batch draws.
+    """
+
+    def __init__(self, images: ShardedImages, positions: Sequence[int], size: int) -> None:
+        self.images, self.positions = images, np.asarray(positions, dtype=np.int64)
+        wrong = [images.shapes[p] for p in self.positions if images.shapes[p] != (size, size)]
+        if wrong:
+            raise ConfigError(
+                f"classifier images must be {size} x {size}, the shards hold {wrong[0]}; prepare "
+                "them again at this input size"
+            )
+        self.shape = (len(self.positions), size, size)
+
+    ndim = 3
+    dtype = np.dtype(np.uint16)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: SupportsIndex | slice | np.ndarray) -> np.ndarray:
+        if isinstance(index, slice | np.ndarray | list):
+            picked = self.positions[index]
+            empty = np.empty((0, *self.shape[1:]), dtype=np.uint16)
+            return np.stack([self.images[int(p)] for p in picked]) if len(picked) else empty
+        return self.images[int(self.positions[operator.index(index)])]

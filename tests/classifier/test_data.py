@@ -1,6 +1,6 @@
 """The classifier's data: labels joined by SOPInstanceUID whatever the table order, bad label
-inputs said plainly, the stable stratified hash split, geometric-only augmentation and one
-pickle-free .npz round trip."""
+inputs said plainly, the stable stratified hash split, geometric-only augmentation, and sharded
+data equal to the in-memory one (with its index's round trip)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from harmonize.classifier.data import (
     ClassifierData,
     ids_digest,
     prepare_classifier_data,
+    prepare_classifier_shards,
     sample_batch,
     split_by_image_id,
 )
 from harmonize.classifier.preprocess import classifier_levels, levels_to_model
 from harmonize.errors import ConfigError
+from harmonize.training.sharded_images import ImageRows
 
 from conftest import TARGET
 from training_samples import SIZE, blob_data
@@ -104,20 +106,40 @@ def test_augmentation_is_geometric_only() -> None:
     assert not torch.allclose(moved, plain, atol=1e-3)
 
 
-def test_classifier_data_round_trips_through_one_npz(tmp_path: Path, toy: ClassifierData) -> None:
-    uri = str(tmp_path / "cache" / "classifier-data.npz")
-    toy.save(uri)
-    with np.load(uri, allow_pickle=False) as npz:  # no pickled objects inside
-        assert set(npz.files) == {"meta", "images", "labels", "image_ids"}
-    loaded = ClassifierData.load(uri)
-    np.testing.assert_array_equal(loaded.images, toy.images)
-    np.testing.assert_array_equal(loaded.labels, toy.labels)
-    assert (loaded.image_ids, loaded.input_size, loaded.skipped) == (
-        toy.image_ids,
-        toy.input_size,
-        toy.skipped,
+def test_sharded_data_holds_what_memory_holds_and_round_trips_its_index(
+    dicom_archive: Path, tmp_path: Path
+) -> None:
+    archive, table = str(dicom_archive / TARGET), str(dicom_archive / "labels-7.parquet")
+    memory = prepare_classifier_data(archive, table, 32, progress=False)
+    sharded = prepare_classifier_shards(
+        archive, table, 32, cache_uri=str(tmp_path / "shards"), progress=False, shard_size=3
     )
-    assert (loaded.archive_uri, loaded.labels_uri) == (toy.archive_uri, toy.labels_uri)
-    (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(ConfigError, match="classifier-data"):
-        ClassifierData.load(str(tmp_path / "junk.npz"))
+    assert isinstance(sharded.images, ImageRows) and sharded.images.shape == (7, 32, 32)
+    assert (sharded.image_ids, sharded.skipped) == (memory.image_ids, memory.skipped)
+    np.testing.assert_array_equal(sharded.labels, memory.labels)
+    np.testing.assert_array_equal(sharded.images[np.arange(7)], memory.images)
+    np.testing.assert_array_equal(sharded.images[2:5], memory.images[2:5])
+    for ours, theirs in zip(
+        sample_batch(sharded, np.arange(7), np.random.default_rng(1), 5, Augmentation()),
+        sample_batch(memory, np.arange(7), np.random.default_rng(1), 5, Augmentation()),
+        strict=True,
+    ):
+        assert torch.equal(ours, theirs)
+    uri = str(tmp_path / "cache" / "classifier-data.json")
+    sharded.save(uri)
+    loaded = ClassifierData.load(uri)
+    np.testing.assert_array_equal(loaded.images[np.arange(7)], memory.images)
+    np.testing.assert_array_equal(loaded.labels, memory.labels)
+    assert (loaded.image_ids, loaded.input_size, loaded.skipped) == (
+        memory.image_ids,
+        32,
+        memory.skipped,
+    )
+    assert (loaded.archive_uri, loaded.labels_uri) == (archive, table)
+    with pytest.raises(ConfigError, match="only sharded classifier data is saved"):
+        memory.save(str(tmp_path / "memory.json"))
+    (tmp_path / "junk.json").write_bytes(b"junk")
+    with pytest.raises(ConfigError, match="not a harmonize classifier-data index"):
+        ClassifierData.load(str(tmp_path / "junk.json"))
+    with pytest.raises(ConfigError, match="must be 48 x 48"):  # shards of another input size
+        ImageRows(loaded.images.images, [0], 48)  # type: ignore[union-attr]
