@@ -31,3 +31,27 @@ def test_mode_benchmark_processes_every_image_in_every_mode(ray_session, tmp_pat
     )
     rows = [(r["mode"], r["images"]) for r in result["rows"]]
     assert rows == [("curve", 2), ("local", 2), ("direct", 2)]
+
+
+@pytest.mark.slow
+def test_train_data_benchmark_measures_preparation_memory_and_steps(ray_session, tmp_path) -> None:
+    from harmonize.benchmarks.train_data import run_train_data_benchmark
+    from harmonize.distributed.session import init_ray
+    from harmonize.distributed.shards import ray_tasks
+    from harmonize.distributed.train import train_distributed
+
+    lines: list[str] = []
+    result = run_train_data_benchmark(
+        init_ray, ray_tasks, train_distributed, n_images=2, matrix=96, load_size=48,
+        crop_size=32, steps=2, workdir=str(tmp_path), echo=lines.append,
+    )  # fmt: skip
+    assert result["prepare_images"] == 16  # 4 x 2 images per site, both sites
+    assert result["prepare_speedup"] == pytest.approx(
+        result["tasks_images_per_s"] / result["one_process_images_per_s"]
+    )
+    assert [r["images"] for r in result["rows"]] == [4, 16]  # every image, x1 and x4
+    assert all(
+        r["driver_peak_pss_mib"] > 0 and r["worker_peak_pss_mib"] > 0 for r in result["rows"]
+    )
+    assert result["in_memory_steps_per_s"] > 0 and result["sharded_steps_per_s"] > 0
+    assert any(line.startswith("growth for 4x the images") for line in lines)

@@ -1,4 +1,4 @@
-"""`harmonize bench ssim|run|train`: benchmarks that print ratios measured side by side."""
+"""`harmonize bench ssim|run|train|train-data`: benchmarks printing ratios measured side by side."""
 
 from __future__ import annotations
 
@@ -90,4 +90,40 @@ def bench_train(
 
     run_train_benchmark(
         crop_size=crop_size, batch_size=batch_size, steps=steps, compile=compile, echo=click.echo
+    )
+
+
+@bench.command(name="train-data")
+@click.option("--n-images", type=click.IntRange(1), default=32, help="Images per site (x1).")
+@click.option("--matrix", type=click.IntRange(64), default=512, help="Archive image size (px).")
+@click.option("--load-size", type=click.IntRange(16), default=256, help="Training short side.")
+@click.option("--crop-size", type=click.IntRange(16), default=128, help="Training crop (px).")
+@click.option("--steps", type=click.IntRange(1), default=20, help="Training steps per run.")
+@click.option(
+    "--workdir",
+    type=LocalPath(file_okay=False),
+    help="Where to build the archives [default: a temporary folder].",
+)
+def bench_train_data(
+    n_images: int, matrix: int, load_size: int, crop_size: int, steps: int, workdir: str | None
+) -> None:
+    """Training data: preparation as Ray tasks into shards against one process, the driver's
+    and a worker's peak memory for an archive and one 4x larger, and training steps/s from
+    shards against memory."""
+    from harmonize.benchmarks.train_data import run_train_data_benchmark
+    from harmonize.distributed.session import init_ray
+    from harmonize.distributed.shards import ray_tasks
+    from harmonize.distributed.train import train_distributed
+
+    run_train_data_benchmark(
+        init_ray,
+        ray_tasks,
+        train_distributed,
+        n_images=n_images,
+        matrix=matrix,
+        load_size=load_size,
+        crop_size=crop_size,
+        steps=steps,
+        workdir=workdir,
+        echo=click.echo,
     )

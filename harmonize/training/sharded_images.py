@@ -2,8 +2,9 @@
 image only when it is drawn, its memory bounded by a buffer rather than by the archive.
 
 Opening reads each shard's footer (every image's shape, key and object URI); ``images[i]`` then
-reads one record batch: a view of the memory-mapped file for a local shard (the OS page cache
-holds it), one ranged read for an s3:// shard. An LRU buffer keeps recently drawn images.
+reads one record batch: one ranged read (a local file's or an s3:// object's). An LRU buffer of
+at most ``buffer_bytes`` keeps recently drawn images, so a process's memory is bounded by it,
+not by the archive.
 
 Example::
 
@@ -29,7 +30,7 @@ from harmonize.io.retry import with_retries
 from harmonize.io.storage import Storage
 from harmonize.training.shards import open_shard
 
-DEFAULT_BUFFER_BYTES = 256 * 2**20
+DEFAULT_BUFFER_BYTES = 64 * 2**20
 #: How many shards one reader keeps open at once (an open local shard holds a file descriptor).
 MAX_OPEN_SHARDS = 64
 _IO_THREADS = 16  # footers are read in parallel: latency-bound, not CPU-bound

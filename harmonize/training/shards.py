@@ -294,13 +294,14 @@ def prepare_shards(
 
 # -- reading -------------------------------------------------------------------------------------
 def open_shard(uri: str, storage: Storage) -> tuple[Any, dict[str, Any]]:
-    """(an Arrow IPC file reader, the index) of one shard; reads only the file's footer. Local
-    shards are memory-mapped (batches are views of the OS page cache); others are read through
-    the filesystem's random-access file, one ranged read per batch."""
+    """(an Arrow IPC file reader, the index) of one shard; reads only the file's footer. Each
+    batch is then one ranged read (``pread`` of a local file, a ranged GET on S3) into memory of
+    its own: a local shard is not memory-mapped, so the pages of the images a process has drawn
+    do not pile up in its resident set as it draws more of a large archive."""
     fs, path = storage.filesystem(uri)
 
     def open_reader() -> Any:
-        source = fs.open_input_file(path) if is_s3(uri) else pa.memory_map(path, "r")
+        source = fs.open_input_file(path) if is_s3(uri) else pa.OSFile(path, "rb")
         try:
             return ipc.open_file(source)
         except pa.ArrowInvalid as err:

@@ -185,7 +185,7 @@ def test_sharded_images_is_a_sequence_that_pickles_without_its_data(tmp_path: Pa
     seq = ShardedImages([s.uri for s in specs], storage)
     assert len(seq) == 5 and repr(seq) == "ShardedImages(5 images in 3 shards)"
     assert np.array_equal(seq[-1], images[4]) and np.array_equal(seq[np.int64(2)], images[2])
-    assert not seq[0].flags.writeable  # a view of the memory-mapped shard
+    assert not seq[0].flags.writeable  # a view of the batch read: copy it to change it
     for index in (5, -6):
         with pytest.raises(IndexError, match="out of range for 5 images"):
             seq[index]
