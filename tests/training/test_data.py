@@ -58,9 +58,11 @@ def _sharded(archive: Path, cache: Path) -> TrainingData:
 
 
 def test_sharded_data_holds_what_memory_holds_and_draws_the_same_batches(
-    tmp_path, tiny_archive, data
+    tmp_path, tiny_archive, data, caplog
 ) -> None:
     sharded = _sharded(tiny_archive, tmp_path / "shards")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "skipped 1 unreadable source objects" in warning and "broken.dcm" in warning
     assert isinstance(sharded.source, ShardedImages) and isinstance(sharded.target, ShardedImages)
     assert sharded.unreadable == data.unreadable == {"source": 1, "target": 0}
     for ours, theirs in ((sharded.source, data.source), (sharded.target, data.target)):
