@@ -11,7 +11,6 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,14 +26,13 @@ from harmonize.errors import ConfigError
 from harmonize.io.archive import list_images
 from harmonize.io.labels import finding_labels, read_labels
 from harmonize.io.storage import Storage
-from harmonize.training.data import SHARD_SIZE, decode_objects
+from harmonize.training.data import SHARD_SIZE, decode_objects, read_index, write_index
 from harmonize.training.sharded_images import ImageRows, ShardedImages
 from harmonize.training.shards import ShardRunner, plan_shards, prepare_shards
 
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES = {0: "no_finding", 1: "finding"}
-INDEX_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -139,7 +137,6 @@ class ClassifierData:
                 "prepare it with prepare_classifier_shards"
             )
         index = {
-            "format": INDEX_FORMAT,
             "input_size": self.input_size,
             "archive_uri": self.archive_uri,
             "labels_uri": self.labels_uri,
@@ -149,25 +146,17 @@ class ClassifierData:
             "labels": self.labels.tolist(),
             "image_ids": self.image_ids,
         }
-        (storage or Storage()).write(uri, json.dumps(index).encode("utf-8"))
+        write_index(uri, index, storage or Storage())
 
     @classmethod
     def load(cls, uri: str, storage: Storage | None = None) -> ClassifierData:
         """The sharded data whose index ``save`` wrote (reads the shards' footers only)."""
         store = storage or Storage()
-        try:
-            index = json.loads(store.read(uri))
-            if index.get("format") != INDEX_FORMAT:
-                raise ValueError(f"format {index.get('format')!r}, this version reads 1")
-            shards, positions = index["shards"], index["positions"]
-        except (ValueError, KeyError, AttributeError) as err:
-            raise ConfigError(
-                f'"{uri}" is not a harmonize classifier-data index ({err}); delete it and train '
-                "again to prepare the data anew"
-            ) from err
+        keys = ("input_size", "archive_uri", "labels_uri", "skipped", "shards", "positions")
+        index = read_index(uri, store, "classifier-data", (*keys, "labels", "image_ids"))
         size = int(index["input_size"])
         return cls(
-            ImageRows(ShardedImages(shards, store), positions, size),
+            ImageRows(ShardedImages(index["shards"], store), index["positions"], size),
             np.asarray(index["labels"], dtype=np.int64),
             [str(i) for i in index["image_ids"]],
             size,
@@ -295,7 +284,7 @@ def prepare_classifier_shards(
     decode = partial(dicom_classifier_image, input_size=input_size)
     summaries = prepare_shards(specs, decode, store, settings, runner=runner, progress=progress)
     sharded = ShardedImages([s.uri for s in summaries if s.n_images], store)
-    errors = [f"{uri}: {why}" for uri, why in sharded.errors]
+    errors = [f"{uri}: {why}" for s in summaries for uri, why in s.errors]  # empty shards too
     positions, labels, image_ids, skipped = _join_labels(sharded.keys, label_of, errors)
     _check_labelled(labels, len(objects), skipped, archive_uri, labels_uri)
     return ClassifierData(

@@ -1,5 +1,5 @@
 """Training data: both sites' images for a GAN (``TrainingData``), and what every kind of
-training data shares (decoding an archive in threads, the images per shard).
+training data shares (decoding an archive in threads, the JSON index of its shards).
 
 Images are decoded and resized once and kept as 16-bit levels: in memory
 (``prepare_training_data``), or in content-keyed shards under ``OUT/cache/`` that the
@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from harmonize.imaging.preprocess import from_uint16, random_crop, to_model_rang
 from harmonize.io.archive import list_images
 from harmonize.io.storage import Storage
 from harmonize.training.sharded_images import ShardedImages
-from harmonize.training.shards import ShardRunner, dicom_training_image, plan_shards, prepare_shards
+from harmonize.training.shards import ShardRunner, plan_shards, prepare_shards
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,38 @@ def decode_objects(
     with ThreadPoolExecutor(n_workers) as pool:
         results = pool.map(one, uris)
         return list(tqdm(results, total=len(uris), desc=desc, disable=not progress, leave=False))
+
+
+def write_index(uri: str, index: Mapping[str, Any], storage: Storage) -> None:
+    """The JSON index of sharded training data (``INDEX_FORMAT`` added), written whole."""
+    storage.write(uri, json.dumps({"format": INDEX_FORMAT, **index}).encode("utf-8"))
+
+
+def read_index(uri: str, storage: Storage, what: str, keys: Sequence[str]) -> dict[str, Any]:
+    """What ``write_index`` wrote; ConfigError naming ``what`` it should have been when it is
+    not one of this format holding ``keys``."""
+    try:
+        index = json.loads(storage.read(uri))
+        if index.get("format") != INDEX_FORMAT:
+            raise ValueError(f"format {index.get('format')!r}, this version reads {INDEX_FORMAT}")
+        missing = [key for key in keys if key not in index]
+        if missing:
+            raise KeyError(missing[0])
+    except (ValueError, KeyError, AttributeError) as err:
+        raise ConfigError(
+            f'"{uri}" is not a harmonize {what} index ({err}); delete it and train again to '
+            "prepare the data anew"
+        ) from err
+    return dict(index)
+
+
+def dicom_training_image(data: bytes, load_size: int) -> tuple[str, np.ndarray]:
+    """A shard ``Decode`` for DICOM archives (bind ``load_size`` with ``functools.partial``):
+    the object's SOPInstanceUID and its image resized to short side ``load_size``, as uint16."""
+    from harmonize.dicom.decode import decode_dicom
+
+    decoded = decode_dicom(data)
+    return decoded.meta.sop_instance_uid, training_image(decoded.pixels, load_size)
 
 
 # -- a GAN's two sites -----------------------------------------------------------------------------
@@ -129,29 +161,21 @@ class TrainingData:
                 )
             shards[name] = images.shard_uris
         index = {
-            "format": INDEX_FORMAT,
             "load_size": self.load_size,
             "source_uri": self.source_uri,
             "target_uri": self.target_uri,
             "unreadable": self.unreadable,
             "shards": shards,
         }
-        (storage or Storage()).write(uri, json.dumps(index, indent=1).encode("utf-8"))
+        write_index(uri, index, storage or Storage())
 
     @classmethod
     def load(cls, uri: str, storage: Storage | None = None) -> TrainingData:
         """The sharded data whose index ``save`` wrote (reads the shards' footers only)."""
         store = storage or Storage()
-        try:
-            index = json.loads(store.read(uri))
-            if index.get("format") != INDEX_FORMAT:
-                raise ValueError(f"format {index.get('format')!r}, this version reads 1")
-            shards = index["shards"]
-        except (ValueError, KeyError, AttributeError) as err:
-            raise ConfigError(
-                f'"{uri}" is not a harmonize training-data index ({err}); delete it and train '
-                "again to prepare the data anew"
-            ) from err
+        keys = ("load_size", "source_uri", "target_uri", "unreadable", "shards")
+        index = read_index(uri, store, "training-data", keys)
+        shards = index["shards"]
         return cls(
             ShardedImages(shards["source"], store),
             ShardedImages(shards["target"], store),
@@ -194,11 +218,6 @@ def prepare_training_data(
     Unreadable objects are skipped and counted (``unreadable``). Raises ConfigError when a site
     has no readable image.
     """
-    from harmonize.dicom.decode import decode_dicom
-
-    def decode(blob: bytes) -> np.ndarray:
-        return training_image(decode_dicom(blob).pixels, load_size)
-
     store = storage or Storage()
     sites: dict[str, list[np.ndarray]] = {}
     unreadable: dict[str, int] = {}
@@ -206,14 +225,14 @@ def prepare_training_data(
         objects = _site_objects(name, uri, store, limit)
         results = decode_objects(
             [u for u, _ in objects],
-            decode,
+            partial(dicom_training_image, load_size=load_size),
             store,
             desc=f"decode {name}",
             progress=progress,
             workers=workers,
         )
-        images = [image for image, _ in results if image is not None]
-        errors = [error for image, error in results if image is None]
+        images = [decoded[1] for decoded, _ in results if decoded is not None]
+        errors = [error for decoded, error in results if decoded is None]
         _readable(name, uri, len(images), errors)
         sites[name], unreadable[name] = images, len(errors)
     return TrainingData(

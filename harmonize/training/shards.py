@@ -129,16 +129,6 @@ def plan_shards(
     return specs
 
 
-def dicom_training_image(data: bytes, load_size: int) -> tuple[str, np.ndarray]:
-    """A ``Decode`` for DICOM archives (bind ``load_size`` with ``functools.partial``): the
-    object's SOPInstanceUID and its image resized to short side ``load_size``, as uint16."""
-    from harmonize.dicom.decode import decode_dicom
-    from harmonize.imaging.preprocess import training_image
-
-    decoded = decode_dicom(data)
-    return decoded.meta.sop_instance_uid, training_image(decoded.pixels, load_size)
-
-
 # -- building ------------------------------------------------------------------------------------
 def build_shard(
     spec: ShardSpec,

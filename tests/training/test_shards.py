@@ -26,10 +26,10 @@ from harmonize.errors import ConfigError, HarmonizeError, StorageError
 from harmonize.imaging.preprocess import from_uint16, training_image
 from harmonize.io.storage import Storage, join
 from harmonize.metrics.histogram import HIST_BINS, intensity_histogram
+from harmonize.training.data import dicom_training_image
 from harmonize.training.sharded_images import ShardedImages
 from harmonize.training.shards import (
     build_shard,
-    dicom_training_image,
     plan_shards,
     prepare_shards,
     read_shard_index,
