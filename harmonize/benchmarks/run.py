@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psutil
 
@@ -31,7 +31,8 @@ from harmonize.run.spec import RunOptions
 
 
 class PeakMemory:
-    """Samples the PSS of this process tree in a background thread; ``peak`` in bytes."""
+    """Samples the PSS of this process tree in a background thread; ``peak`` in bytes.
+    Subclasses sample something else by overriding ``sample``."""
 
     def __init__(self, interval: float = 0.2) -> None:
         self.interval = interval
@@ -50,19 +51,22 @@ class PeakMemory:
                 continue
         return total
 
+    def sample(self) -> None:
+        self.peak = max(self.peak, self.tree_pss())
+
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.tree_pss())
+            self.sample()
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self.tree_pss())
+        self.sample()
 
 
 def _build(

@@ -21,7 +21,6 @@ import os
 import platform
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from harmonize.benchmarks.run import PeakMemory
 from harmonize.training.config import TrainConfig
 from harmonize.training.data import TrainingData, prepare_training_data, prepare_training_shards
 from harmonize.training.shards import ShardRunner
@@ -38,14 +38,13 @@ SITES = ("mc-like", "shenzhen-like")
 WORKER = "ray::RayTrainWorker"
 
 
-class ProcessPeaks:
+class ProcessPeaks(PeakMemory):
     """Samples, in a background thread, the PSS of this process and of its descendant Ray Train
     workers; ``driver`` and ``worker`` are the peaks in bytes (the largest worker's)."""
 
     def __init__(self, interval: float = 0.2) -> None:
-        self.interval, self.driver, self.worker = interval, 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        super().__init__(interval)
+        self.driver, self.worker = 0, 0
 
     def sample(self) -> None:
         me = psutil.Process()
@@ -56,19 +55,6 @@ class ProcessPeaks:
                     self.worker = max(self.worker, proc.memory_full_info().pss)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> ProcessPeaks:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _config(load_size: int, crop_size: int, steps: int) -> TrainConfig:

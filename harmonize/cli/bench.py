@@ -9,6 +9,12 @@ import click
 from harmonize.cli.common import METHOD_CHOICE, URI, LocalPath, PositiveInts
 from harmonize.models.registry import METHODS, NEURAL
 
+WORKDIR = click.option(
+    "--workdir",
+    type=LocalPath(file_okay=False),
+    help="Where to build the archives [default: a temporary folder].",
+)
+
 
 @click.group()
 def bench() -> None:
@@ -46,11 +52,7 @@ def bench_ssim(sizes: tuple[int, ...], n_images: int, repeats: int) -> None:
 @click.option("--model", "model_uri", type=URI, help="Neural: its model [default: untrained].")
 @click.option("--n-images", type=click.IntRange(2), help="Images [default: 32; neural: 8].")
 @click.option("--matrix", type=click.IntRange(64), default=2048, help="Image size in pixels.")
-@click.option(
-    "--workdir",
-    type=LocalPath(file_okay=False),
-    help="Where to build the archives [default: a temporary folder].",
-)
+@WORKDIR
 def bench_run(
     method: str, model_uri: str | None, n_images: int | None, matrix: int, workdir: str | None
 ) -> None:
@@ -99,11 +101,7 @@ def bench_train(
 @click.option("--load-size", type=click.IntRange(16), default=256, help="Training short side.")
 @click.option("--crop-size", type=click.IntRange(16), default=128, help="Training crop (px).")
 @click.option("--steps", type=click.IntRange(1), default=20, help="Training steps per run.")
-@click.option(
-    "--workdir",
-    type=LocalPath(file_okay=False),
-    help="Where to build the archives [default: a temporary folder].",
-)
+@WORKDIR
 def bench_train_data(
     n_images: int, matrix: int, load_size: int, crop_size: int, steps: int, workdir: str | None
 ) -> None:
