@@ -10,15 +10,36 @@ from harmonize.benchmarks.train import run_train_benchmark
 def test_train_benchmark_measures_both_configurations() -> None:
     lines: list[str] = []
     result = run_train_benchmark(
-        crop_size=32, batch_size=2, steps=1, warmup=1, compile=False, echo=lines.append
-    )
+        crop_size=32, batch_size=2, steps=1, warmup=1, compile=False, isolate=False,
+        echo=lines.append,
+    )  # fmt: skip
     assert [r["batch"] for r in result["rows"]] == [1, 2]
     assert all(r["pairs_per_s"] > 0 for r in result["rows"])
     assert (
         abs(result["speedup"] - result["rows"][1]["pairs_per_s"] / result["rows"][0]["pairs_per_s"])
         < 1e-12
     )
-    assert any(line.startswith("tuned / reference") for line in lines)
+    assert any(line.startswith("cyclegan tuned / reference") for line in lines)
+    assert "vs_baseline" not in result
+
+
+def test_train_benchmark_compares_a_method_with_cyclegan_in_fresh_processes() -> None:
+    lines: list[str] = []
+    result = run_train_benchmark(
+        method="cut", crop_size=32, batch_size=2, steps=1, warmup=1, compile=False,
+        echo=lines.append,
+    )  # fmt: skip
+    assert [(r["method"], r["batch"]) for r in result["rows"]] == [
+        ("cut", 1), ("cut", 2), ("cyclegan", 1), ("cyclegan", 2),
+    ]  # fmt: skip
+    # Each configuration built its networks in a process of its own: memory was added there.
+    assert all(r["peak_bytes"] > 0 for r in result["rows"])
+    for ratio, (mine, base) in zip(
+        result["vs_baseline"], zip(result["rows"][:2], result["rows"][2:], strict=True), strict=True
+    ):
+        assert ratio["speed"] == pytest.approx(mine["pairs_per_s"] / base["pairs_per_s"])
+        assert ratio["memory"] == pytest.approx(mine["peak_bytes"] / base["peak_bytes"])
+    assert sum(line.startswith("cut / cyclegan") for line in lines) == 2
 
 
 @pytest.mark.slow

@@ -75,6 +75,13 @@ def bench_run(
 
 
 @bench.command(name="train")
+@click.option(
+    "--method",
+    type=click.Choice([m for m, e in METHODS.items() if e.kind == NEURAL]),
+    default="cyclegan",
+    show_default=True,
+    help="The GAN to time; another than cyclegan is also compared with CycleGAN.",
+)
 @click.option("--crop-size", type=click.IntRange(16), help="Crop [default: GPU 256, CPU 128].")
 @click.option("--batch-size", type=click.IntRange(1), help="Tuned batch [default: GPU 8, CPU 4].")
 @click.option("--steps", type=click.IntRange(1), default=5, help="Timed steps per configuration.")
@@ -84,14 +91,24 @@ def bench_run(
     help="torch.compile in the tuned configuration [default: on a GPU only].",
 )
 def bench_train(
-    crop_size: int | None, batch_size: int | None, steps: int, compile: bool | None
+    method: str,
+    crop_size: int | None,
+    batch_size: int | None,
+    steps: int,
+    compile: bool | None,
 ) -> None:
-    """CycleGAN training throughput: the tuned configuration against the reference recipe
-    (same architecture, batch 1, fp32, eager), in one process."""
+    """GAN training throughput and peak memory: the tuned configuration against the reference
+    recipe (same architecture, batch 1, fp32, eager), each in a fresh process; for CUT or UNIT
+    also CycleGAN at the same size, with the ratios."""
     from harmonize.benchmarks.train import run_train_benchmark
 
     run_train_benchmark(
-        crop_size=crop_size, batch_size=batch_size, steps=steps, compile=compile, echo=click.echo
+        method=method,
+        crop_size=crop_size,
+        batch_size=batch_size,
+        steps=steps,
+        compile=compile,
+        echo=click.echo,
     )
 
 

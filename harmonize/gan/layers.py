@@ -121,10 +121,21 @@ class ResnetGenerator(nn.Module):
 
     ``c7s1-ngf, d(2 ngf), d(4 ngf), n_blocks x R(4 ngf), u(2 ngf), u(ngf), c7s1-C, tanh``.
     H and W must be divisible by 4 (``harmonize.imaging.preprocess.pad_to_multiple``).
+
+    ``residual``: the last convolution's output is added to the input before the tanh, in the
+    tanh's own (atanh) coordinates: ``tanh(atanh(x) + h)``. A zero ``h`` is the identity, so
+    the network learns the change from the input rather than the whole image (not the
+    published recipe; an option of this project).
     """
 
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, channels: int = 1) -> None:
+    #: How far inside (-1, 1) the input is pulled before its atanh (finite at the extremes).
+    RESIDUAL_MARGIN = 1e-3
+
+    def __init__(
+        self, ngf: int = 64, n_blocks: int = 9, channels: int = 1, residual: bool = False
+    ) -> None:
         super().__init__()
+        self.residual = residual
         self.stem = ConvBlock(channels, ngf, 7, padding=3, padding_mode="reflect")
         self.down = nn.Sequential(
             ConvBlock(ngf, 2 * ngf, 3, stride=2, padding=1),
@@ -136,12 +147,21 @@ class ResnetGenerator(nn.Module):
             ConvBlock(2 * ngf, ngf, 3, stride=2, padding=1, transposed=True),
         )
         self.head = ConvBlock(
-            ngf, channels, 7, padding=3, padding_mode="reflect", norm=False, activation="tanh"
+            ngf,
+            channels,
+            7,
+            padding=3,
+            padding_mode="reflect",
+            norm=False,
+            activation="none" if residual else "tanh",
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible_by_4(x)
-        return self.head(self.up(self.blocks(self.down(self.stem(x)))))
+        out = self.head(self.up(self.blocks(self.down(self.stem(x)))))
+        if not self.residual:
+            return out
+        return torch.tanh(torch.atanh(x * (1 - self.RESIDUAL_MARGIN)) + out)
 
 
 class PatchDiscriminator(nn.Module):

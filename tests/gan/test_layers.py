@@ -63,6 +63,23 @@ def test_generator_keeps_the_size_and_the_model_range() -> None:
         generator(torch.zeros(1, 1, 30, 32))
 
 
+def test_residual_generator_is_the_identity_when_its_last_layer_is_zero() -> None:
+    generator = init_normal(ResnetGenerator(8, 2, residual=True))
+    assert count_parameters(generator) == _resnet_generator_parameters(8, 2)
+    x = torch.rand(2, 1, 32, 48) * 2 - 1
+    x[0, 0, 0, :4] = torch.tensor([-1.0, 1.0, -1.0, 1.0])  # the range's ends stay finite
+    head = generator.head[0]
+    assert isinstance(head, nn.Conv2d)
+    with torch.no_grad():
+        changed = generator(x)
+        head.weight.zero_()
+        head.bias.zero_()
+        same = generator(x)
+    margin = ResnetGenerator.RESIDUAL_MARGIN
+    assert torch.allclose(same, x * (1 - margin), atol=1e-5)
+    assert changed.abs().max() < 1.0 and not torch.allclose(changed, same)
+
+
 def _without_norms(module: nn.Module) -> nn.Module:
     """The conv stack alone: instance norm couples every pixel, hiding the receptive field."""
     for name, child in module.named_children():

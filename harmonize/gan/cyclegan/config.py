@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harmonize.gan.config import check_float, check_optimizer_and_loss
-from harmonize.validate import check_int, from_mapping
+from harmonize.validate import check_bool, check_int, from_mapping
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class CycleGANConfig:
         pool_size: fakes kept for the discriminators (0: always the latest fakes).
         lr, beta1, beta2: Adam's, for both optimizers.
         gan_loss: ``least_squares`` (LSGAN, the published choice) or ``vanilla``.
+        residual: generators that learn the change from their input (``ResnetGenerator``'s
+            ``residual``), not the published recipe; false by default.
     """
 
     ngf: int = 64
@@ -41,6 +43,7 @@ class CycleGANConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     gan_loss: str = "least_squares"
+    residual: bool = False
 
     def __post_init__(self) -> None:
         for name in ("ngf", "ndf", "n_layers_d"):
@@ -50,6 +53,7 @@ class CycleGANConfig:
         for name in ("lambda_cycle", "lambda_identity"):
             check_float(self, "cyclegan", name, low=0)
         check_optimizer_and_loss(self, "cyclegan")
+        check_bool("cyclegan", "residual", self.residual)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> CycleGANConfig:

@@ -38,10 +38,10 @@ class GeneratedImages(NamedTuple):
 class GeneratorPair(nn.Module):
     """Both generators in one module: one forward makes every image of a generator step."""
 
-    def __init__(self, ngf: int, n_blocks: int) -> None:
+    def __init__(self, ngf: int, n_blocks: int, residual: bool = False) -> None:
         super().__init__()
-        self.g_ab = ResnetGenerator(ngf, n_blocks)
-        self.g_ba = ResnetGenerator(ngf, n_blocks)
+        self.g_ab = ResnetGenerator(ngf, n_blocks, residual=residual)
+        self.g_ba = ResnetGenerator(ngf, n_blocks, residual=residual)
 
     def forward(
         self, real_a: torch.Tensor, real_b: torch.Tensor, identity: bool = True
@@ -71,4 +71,4 @@ def build_generator(model_config: Mapping[str, Any]) -> nn.Module:
     """
     known = field_names(CycleGANConfig)
     config = CycleGANConfig.from_dict({k: v for k, v in model_config.items() if k in known})
-    return ResnetGenerator(config.ngf, config.n_blocks)
+    return ResnetGenerator(config.ngf, config.n_blocks, residual=config.residual)

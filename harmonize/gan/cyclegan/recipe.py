@@ -56,7 +56,9 @@ class CycleGANRecipe(GanRecipeBase[GeneratedImages, torch.Tensor]):
     # -- the hooks of the shared template ----------------------------------------------------------
     def _build_networks(self) -> tuple[nn.Module, DiscriminatorPair]:
         cfg = self.config
-        return GeneratorPair(cfg.ngf, cfg.n_blocks), build_discriminators(cfg.ndf, cfg.n_layers_d)
+        return GeneratorPair(cfg.ngf, cfg.n_blocks, cfg.residual), build_discriminators(
+            cfg.ndf, cfg.n_layers_d
+        )
 
     def _init_weights(self, module: nn.Module, seed: int) -> None:
         init_normal(module, seed=seed)
