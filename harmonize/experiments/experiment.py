@@ -41,6 +41,7 @@ from harmonize.experiments.training import classifier_settings, fit, train_targe
 from harmonize.io.storage import Storage, join
 from harmonize.models.registry import METHODS, NEURAL
 from harmonize.report import Report, build_report
+from harmonize.report.guide import recommend
 from harmonize.run.orchestrate import ExecutorFactory, run_harmonization
 from harmonize.run.spec import RunOptions
 
@@ -315,6 +316,7 @@ def run_experiment(
                 "runs": list(f.runs),
                 "in_domain_runs": list(f.in_domain_runs),
                 "report": f.report.html_path,
+                "recommendation": _recommendation(f.report),
             }
             for f in families
         },
@@ -322,3 +324,9 @@ def run_experiment(
     }
     store.write_text(join(out_uri, RESULTS_FILE), json.dumps(record, indent=2) + "\n")
     return ExperimentResult(out_uri, families, steps.seconds)
+
+
+def _recommendation(report: Report) -> dict[str, str | None] | None:
+    """The method guide's choice on a family's own figures (``harmonize.report.guide``)."""
+    choice = None if report.classifier is None else recommend(report.classifier, report.summaries)
+    return None if choice is None else {"configuration": choice.label, "why": choice.sentence}

@@ -80,6 +80,7 @@ class AucRow:
     change: AucDifference | None = None
     n_paired: int = 0
     color: int = 0  # a configuration's index among the report's summaries (figure colours)
+    method_mode: tuple[str, str | None] | None = None  # config / target-harmonized rows
 
     @property
     def n_pos(self) -> int:
@@ -227,6 +228,7 @@ def _target_harmonized(
             AucRow(
                 f"in-domain, harmonized by {name}", "target-harmonized", "score_out", data,
                 LeftOut(0, no_label, no_score), auc, ci, roc,
+                method_mode=(str(method), None if pd.isna(mode) else str(mode)),
             )
         )  # fmt: skip
     return out
@@ -325,6 +327,7 @@ def classifier_table(
             change,
             n_paired,
             index,
+            (s.rows.method, s.rows.mode),
         )
         rows.append(row)
         if (

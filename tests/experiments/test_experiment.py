@@ -75,6 +75,10 @@ def test_quick_experiment_writes_a_report_per_family(tmp_path: Path) -> None:
             tmp_path / "models" / family.source / "site-detector" / "site-labels.parquet"
         )
         assert set(detector.site) == {TARGET, family.source}
+        # The method guide's rule, on the family's own figures, in experiment.json and report.
+        recommended = record["families"][family.source]["recommendation"]
+        assert recommended is not None and recommended["why"] in markdown
+        assert recommended["configuration"] in {None, *(r.condition for r in table.rows)}
 
 
 @pytest.mark.slow
