@@ -10,16 +10,19 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from harmonize.cli.common import URI
 from harmonize.errors import ConfigError, HarmonizeError
+from harmonize.io.dicomweb import is_dicomweb
 from harmonize.io.storage import Storage, join
 from harmonize.validate import (
     FieldError,
+    check_bool,
     check_choice,
     check_int,
     check_text,
@@ -27,6 +30,9 @@ from harmonize.validate import (
     load_config,
     set_field,
 )
+
+if TYPE_CHECKING:
+    from harmonize.dicom.deidentify import DeidentifyOptions
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -91,6 +97,37 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
+class DeidentifySettings:
+    """The ``deidentify:`` section: the PS3.15 Basic Profile on every derived image, keyed on
+    the secret in the environment variable ``secret_env`` (never in the YAML), with the retain
+    options of `harmonize run --deidentify`."""
+
+    secret_env: str = "HARMONIZE_DEID_SECRET"
+    retain_dates: str = "none"  # none | modified | full
+    retain_device: bool = False
+
+    def __post_init__(self) -> None:
+        from harmonize.dicom.deidentify import RETAIN_DATES
+
+        check_text("job deidentify", "secret_env", self.secret_env)
+        check_choice("job deidentify", "retain_dates", self.retain_dates, RETAIN_DATES)
+        check_bool("job deidentify", "retain_device", self.retain_device)
+
+    def options(self) -> DeidentifyOptions:
+        """The runs' de-identification, with the secret read from the environment now."""
+        from harmonize.dicom.deidentify import DeidentifyOptions
+
+        secret = os.environ.get(self.secret_env, "")
+        if not secret:
+            raise ConfigError(
+                f"the job's deidentify section needs a secret in the environment variable "
+                f"{self.secret_env}; give the job that variable (a long random string, the same "
+                "every night)"
+            )
+        return DeidentifyOptions(secret, self.retain_dates, self.retain_device)
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """A job YAML (``jobs/configs/nightly.yaml``): the archive, where results go, the labels,
     the target site, the classifier that scores every image (with labels, the report's AUC),
@@ -102,13 +139,24 @@ class JobConfig:
     labels: str | None = None
     target_site: str | None = None
     classifier: str | None = None  # a target-site classifier: scores, so the report has AUCs
+    since_days: int | None = None  # DICOMweb archive: list studies of the last N days only
+    store_derived: str | None = None  # a DICOMweb root the derived images are stored to
+    deidentify: DeidentifySettings | None = None  # None: derived images keep the source's
     run: RunSettings = field(default_factory=RunSettings)
 
     def __post_init__(self) -> None:
         check_text("job", "out", self.out)
-        for name in ("archive", "labels", "target_site", "classifier"):
+        for name in ("archive", "labels", "target_site", "classifier", "store_derived"):
             if getattr(self, name) is not None:
                 check_text("job", name, getattr(self, name))
+        if self.since_days is not None:
+            check_int("job", "since_days", self.since_days, low=0)
+            if self.archive is not None and not is_dicomweb(self.archive):
+                raise FieldError(
+                    f'job since_days needs a DICOMweb archive (dicomweb+http://...), not "'
+                    f'{self.archive}"; remove it (the skip index already skips what is done)',
+                    "since_days",
+                )
         if not isinstance(self.methods, list | tuple) or not self.methods:
             raise FieldError(f"job methods must be a list of runs, got {self.methods!r}", "methods")
         set_field(
@@ -120,9 +168,25 @@ class JobConfig:
         if len(set(names)) != len(names):
             raise FieldError(f"job methods entries need distinct names, got {names}", "name")
         set_field(self, "run", from_mapping(RunSettings, self.run, "job run"))
+        if self.deidentify is not None:
+            set_field(
+                self,
+                "deidentify",
+                from_mapping(DeidentifySettings, self.deidentify, "job deidentify"),
+            )
 
     def run_dir(self, run: MethodRun) -> str:
         return join(self.out, "runs", run.name)
+
+    def archive_uri(self, today: date | None = None) -> str:
+        """The archive the runs list: with ``since_days``, a DICOMweb archive filtered to the
+        studies of the last ``since_days`` days (``StudyDate=<today - since_days>-``)."""
+        from harmonize.io.dicomweb import with_study_date_since
+
+        assert self.archive is not None  # load_job checked it
+        if self.since_days is None:
+            return self.archive
+        return with_study_date_since(self.archive, self.since_days, today)
 
 
 def load_job(uri: str, storage: Storage, *, needs_archive: bool = True) -> JobConfig:

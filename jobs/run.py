@@ -45,11 +45,16 @@ def run_methods(
         batch_size=settings.batch_size,
         object_store_mib=settings.object_store_mib,
     )
-    options = RunOptions(labels_uri=job.labels, progress=False, limit=settings.limit)
+    options = RunOptions(
+        labels_uri=job.labels,
+        progress=False,
+        limit=settings.limit,
+        store_derived=job.store_derived,
+        deidentify=job.deidentify.options() if job.deidentify is not None else None,
+    )
     if settings.suffixes is not None:
         options = replace(options, suffixes=settings.suffixes)
-    assert job.archive is not None  # load_job checked it
-    every_run = {"input_uri": job.archive, "executor": executor, "storage": storage}
+    every_run = {"input_uri": job.archive_uri(), "executor": executor, "storage": storage}
     codes: dict[str, ExitCode] = {}
     for run in job.methods:
         if only and run.name not in only:

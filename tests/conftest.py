@@ -1,7 +1,8 @@
-"""Shared fixtures: a real S3 server (SeaweedFS on 127.0.0.1), a local Ray session, small
-synthetic two-site archives and the models fitted or trained on them, built once per test
-session, ``run_archive``, the tests' one way to harmonize an archive, and ``run_cli``, their one
-way to call the `harmonize` command line in-process."""
+"""Shared fixtures: a real S3 server (SeaweedFS on 127.0.0.1), a real PACS (Orthanc with
+DICOMweb on 127.0.0.1), a local Ray session, small synthetic two-site archives and the models
+fitted or trained on them, built once per test session, ``run_archive``, the tests' one way to
+harmonize an archive, and ``run_cli``, their one way to call the `harmonize` command line
+in-process."""
 
 from __future__ import annotations
 
@@ -83,6 +84,33 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def orthanc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real PACS: Orthanc + DICOMweb on 127.0.0.1 (tests/orthanc.py); skipped locally when
+    the Debian packages are missing, a failure under CI."""
+    from orthanc import OrthancServer, orthanc_missing
+
+    missing = orthanc_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing} in CI: .ci/run must install orthanc and orthanc-dicomweb")
+        pytest.skip(missing)
+    server = OrthancServer(tmp_path_factory.mktemp("orthanc"))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pacs(orthanc_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The session's Orthanc, emptied, with its credentials in this test's environment."""
+    if orthanc_server.proc.poll() is not None:  # a test killed it
+        orthanc_server.start()
+    orthanc_server.clear()
+    for key, value in orthanc_server.env().items():
+        monkeypatch.setenv(key, value)
+    return orthanc_server
 
 
 @pytest.fixture(scope="session")

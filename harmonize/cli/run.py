@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 import click
 
 from harmonize.cli.common import (
@@ -15,12 +18,24 @@ from harmonize.cli.common import (
 )
 from harmonize.io.archive import DICOM_SUFFIXES, MAX_PIXELS, PART_ROWS, PART_SECONDS
 
+if TYPE_CHECKING:
+    from harmonize.dicom.deidentify import DeidentifyOptions
+
+DEID_SECRET_ENV = "HARMONIZE_DEID_SECRET"
+RETAIN_DATES = ("none", "modified", "full")  # harmonize.dicom.deidentify.RETAIN_DATES
+
 
 @click.command()
 @click.option("--method", required=True, type=METHOD_CHOICE, help="The model's method.")
 @click.option("--model", "model_uri", required=True, type=URI, help="Fitted model URI.")
 @click.option("--input", "input_uri", required=True, type=URI, help="Archive to harmonize.")
 @click.option("--out", "out_uri", required=True, type=URI, help="Output prefix.")
+@click.option(
+    "--store-derived",
+    type=URI,
+    help="A DICOMweb root (dicomweb+http(s)://HOST/ROOT, may be another PACS than the "
+    "input's): derived images are stored there by STOW-RS instead of OUT/images/.",
+)
 @click.option(
     "--labels",
     "labels_uri",
@@ -82,6 +97,31 @@ from harmonize.io.archive import DICOM_SUFFIXES, MAX_PIXELS, PART_ROWS, PART_SEC
     default=PART_SECONDS,
     help="... and at least this often while rows arrive.",
 )
+@click.option(
+    "--deidentify",
+    is_flag=True,
+    help="De-identify the derived images by the DICOM PS3.15 Basic Profile; names, IDs and "
+    "UIDs (the manifest's image_id too) become pseudonyms keyed on a secret.",
+)
+@click.option(
+    "--deid-secret-env",
+    default=DEID_SECRET_ENV,
+    show_default=True,
+    metavar="NAME",
+    help="The environment variable holding the de-identification secret (the same secret "
+    "gives the same pseudonyms every night).",
+)
+@click.option(
+    "--retain-dates",
+    type=click.Choice(RETAIN_DATES),
+    default="none",
+    show_default=True,
+    help="With --deidentify: none (dates emptied), modified (every date shifted by one "
+    "secret-keyed offset) or full (dates kept).",
+)
+@click.option(
+    "--retain-device", is_flag=True, help="With --deidentify: keep device identity (serials)."
+)
 @progress_option()
 @click.pass_context
 def run(
@@ -90,6 +130,7 @@ def run(
     model_uri: str,
     input_uri: str,
     out_uri: str,
+    store_derived: str | None,
     labels_uri: str | None,
     classifier: str | None,
     mode: str,
@@ -103,9 +144,14 @@ def run(
     max_pixels: int,
     part_rows: int,
     part_seconds: float,
+    deidentify: bool,
+    deid_secret_env: str,
+    retain_dates: str,
+    retain_device: bool,
     progress: bool,
 ) -> None:
-    """Harmonize an archive: derived DICOM under OUT/images/, manifest under OUT/manifest/,
+    """Harmonize an archive (a folder, s3:// prefix or DICOMweb PACS): derived DICOM under
+    OUT/images/ (or stored to the --store-derived PACS), manifest under OUT/manifest/,
     the run's summary under OUT/summaries/ and, on stderr, in one line (counts, transient
     errors, rate).
 
@@ -121,6 +167,7 @@ def run(
     from harmonize.run.orchestrate import run_harmonization
     from harmonize.run.spec import ExitCode, RunIncomplete, RunOptions
 
+    deid = deidentify_options(deidentify, deid_secret_env, retain_dates, retain_device)
     runner = make_executor(executor, address=address, actors=actors, batch_size=batch_size)
     options = RunOptions(
         suffixes=tuple(s for s in suffixes if s),
@@ -131,6 +178,8 @@ def run(
         max_pixels=max_pixels,
         part_rows=part_rows,
         part_seconds=part_seconds,
+        deidentify=deid,
+        store_derived=store_derived,
     )
     try:
         summary = run_harmonization(
@@ -149,3 +198,23 @@ def run(
         ctx.exit(ExitCode.INCOMPLETE)
     click.echo(summary.line(), err=True)  # the night's story in one line, beside the errors
     ctx.exit(summary.exit_code)
+
+
+def deidentify_options(
+    deidentify: bool, secret_env: str, retain_dates: str, retain_device: bool
+) -> DeidentifyOptions | None:
+    """The run's de-identification, its secret read from the environment variable
+    ``secret_env`` (None without --deidentify)."""
+    if not deidentify:
+        if retain_dates != "none" or retain_device:
+            raise click.UsageError("--retain-dates and --retain-device need --deidentify")
+        return None
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        raise click.UsageError(
+            f"--deidentify needs a secret in the environment variable {secret_env} (set a long "
+            "random string, the same every night, or name another with --deid-secret-env)"
+        )
+    from harmonize.dicom.deidentify import DeidentifyOptions
+
+    return DeidentifyOptions(secret, retain_dates=retain_dates, retain_device=retain_device)

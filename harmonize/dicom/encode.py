@@ -4,7 +4,9 @@
 and bit depth as its source, with a full-range linear window so that decoding the derived file
 gives back the harmonized pixels to within one quantisation step. It is written losslessly, in the
 source's transfer syntax where an encoder for it is installed, and names its source (Source Image
-Sequence) and harmonize (Contributing Equipment).
+Sequence) and harmonize (Contributing Equipment: the method as model name, harmonize's version, a
+Device UID that changes with every model), and is de-identified by the PS3.15 Basic Profile when
+asked (`harmonize.dicom.deidentify`).
 
 Example::
 
@@ -33,6 +35,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from harmonize.dicom.deidentify import DeidentifyOptions
 from harmonize.dicom.deidentify import deidentify as deidentify_dataset
 from harmonize.dicom.header import has_transfer_syntax, without_pixel_data, write_dataset
 from harmonize.dicom.values import MONOCHROME, display_to_stored
@@ -97,7 +100,8 @@ def encode_derived(
     uid_entropy: list[str] | None = None,
     instance_entropy: list[str] | None = None,
     transfer_syntax_uid: str | None = None,
-    deidentify: bool = False,
+    deidentify: DeidentifyOptions | None = None,
+    model_hash: str | None = None,
 ) -> bytes:
     """Write harmonized display pixels as a DERIVED DICOM of the same kind as the source.
 
@@ -122,8 +126,12 @@ def encode_derived(
             derived series.
         transfer_syntax_uid: output transfer syntax; default: the source's if it is one of
             `writable_transfer_syntaxes` other than implicit VR, else Explicit VR Little Endian.
-        deidentify: blank or remove basic patient-identifying attributes and private tags (not a
-            full PS3.15 profile; see `harmonize.dicom.deidentify`).
+        deidentify: de-identify the source's attributes by the PS3.15 Basic Profile with these
+            options before the derived image's own are written (`harmonize.dicom.deidentify`):
+            the Source Image Sequence then names the source by its remapped UIDs.
+        model_hash: the model's content hash: the Contributing Equipment item's Device UID and
+            Device Serial Number derive from it (with ``method``), so each model version is
+            another device; None leaves both out.
 
     Returns:
         A complete DICOM Part-10 file.
@@ -164,9 +172,10 @@ def encode_derived(
     stored = display_to_stored(pixels, bits_stored, photometric, bits_allocated=bits_allocated)
 
     ds = copy.deepcopy(without_pixel_data(header))
+    if deidentify is not None:
+        deidentify_dataset(ds, deidentify)
     _make_derived_attributes(ds, source_ts, method, description, uid_entropy, instance_entropy)
-    if deidentify:
-        deidentify_dataset(ds)
+    _add_contributing_equipment(ds, method, model_hash)
 
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -287,18 +296,6 @@ def _make_derived_attributes(
     source_ref.PurposeOfReferenceCodeSequence = [purpose]
     ds.SourceImageSequence = [source_ref]
 
-    equipment_purpose = Dataset()
-    equipment_purpose.CodeValue = "109102"
-    equipment_purpose.CodingSchemeDesignator = "DCM"
-    equipment_purpose.CodeMeaning = "Processing Equipment"
-    equipment = Dataset()
-    equipment.PurposeOfReferenceCodeSequence = [equipment_purpose]
-    equipment.Manufacturer = "harmonize"
-    equipment.SoftwareVersions = _package_version()
-    equipment.ContributionDateTime = now.strftime("%Y%m%d%H%M%S+0000")
-    _set_text(equipment, "ContributionDescription", f"Intensity harmonization ({method})", 1024)
-    ds.ContributingEquipmentSequence = [*ds.get("ContributingEquipmentSequence", []), equipment]
-
     # Dates and times without an offset are in the dataset's Timezone Offset From UTC, if any.
     local_now = now.astimezone(_dataset_timezone(ds))
     ds.InstanceCreationDate = local_now.strftime("%Y%m%d")
@@ -323,6 +320,27 @@ def _make_derived_attributes(
     lossy_source = lossy_source and str(source_ts) not in _LOSSLESS_COMPRESSED
     if lossy_source and "LossyImageCompression" not in ds:
         ds.LossyImageCompression = "01"  # once lossy, always flagged as lossy
+
+
+def _add_contributing_equipment(ds: Dataset, method: str, model_hash: str | None) -> None:
+    """Append harmonize to the Contributing Equipment Sequence, as IHE AI Results asks: the
+    method as model name, harmonize's version, and a device UID per model version."""
+    purpose = Dataset()
+    purpose.CodeValue = "109102"
+    purpose.CodingSchemeDesignator = "DCM"
+    purpose.CodeMeaning = "Processing Equipment"
+    equipment = Dataset()
+    equipment.PurposeOfReferenceCodeSequence = [purpose]
+    equipment.Manufacturer = "harmonize"
+    _set_text(equipment, "ManufacturerModelName", method, max_chars=64)
+    equipment.SoftwareVersions = _package_version()
+    if model_hash is not None:
+        equipment.DeviceSerialNumber = str(model_hash)[:64]
+        equipment.DeviceUID = generate_uid(entropy_srcs=["harmonize-device", method, model_hash])
+    now = datetime.datetime.now(datetime.UTC)
+    equipment.ContributionDateTime = now.strftime("%Y%m%d%H%M%S+0000")
+    _set_text(equipment, "ContributionDescription", f"Intensity harmonization ({method})", 1024)
+    ds.ContributingEquipmentSequence = [*ds.get("ContributingEquipmentSequence", []), equipment]
 
 
 def _dataset_timezone(ds: Dataset) -> datetime.tzinfo | None:

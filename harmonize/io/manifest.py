@@ -78,6 +78,8 @@ SCHEMA = pa.schema(
         ("hist_out", pa.list_(pa.float32())),
         ("score_in", pa.float64()),
         ("score_out", pa.float64()),
+        # QA codes of an ok row (harmonize/run/qa.py), [] when clean; null on error rows
+        ("qa_flags", pa.list_(pa.string())),
         ("classifier_uri", pa.string()),  # the classifier that made score_in / score_out
         ("classifier_hash", pa.string()),
         *[(name, pa.float64()) for name in STAGE_SECONDS],

@@ -1,13 +1,13 @@
 """Retries of storage operations: which failures are transient, and the back-off that waits them
 out within a budget.
 
-A nightly run must not turn a five-second S3 hiccup into error rows. `with_retries` calls an
-operation again after a transient failure (connection refused or reset, timeouts, HTTP 5xx,
-throttling: ``is_transient``), waiting exponentially longer each time (0.25 s doubling up to 8 s,
-each wait drawn uniformly from [half, all] of it: "equal jitter", so that many workers hit by one
-outage do not come back in step), until the operation's budget of seconds is spent; then it
-raises a `StorageError` with ``transient=True`` that says so. Anything else (a missing object,
-denied access, a bad bucket name) fails at once.
+A nightly run must not turn a five-second S3 or PACS hiccup into error rows. `with_retries` calls
+an operation again after a transient failure (connection refused or reset, timeouts, HTTP 5xx,
+throttling, from pyarrow, boto3 or requests/urllib3: ``is_transient``), waiting exponentially
+longer each time (0.25 s doubling up to 8 s, each wait drawn uniformly from [half, all] of it:
+"equal jitter", so that many workers hit by one outage do not come back in step), until the
+operation's budget of seconds is spent; then it raises a `StorageError` with ``transient=True``
+that says so. Anything else (a missing object, denied access, a bad bucket name) fails at once.
 
 Example::
 
@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -69,10 +70,13 @@ _TRANSIENT_CODES = {
     "ServiceUnavailable",
     "RequestLimitExceeded",
 }
+_URL_IN_MESSAGE = re.compile(r" ?(?:for|with) url: \S+")
+#: HTTP statuses worth retrying besides 5xx: request timeout, too many requests.
+_TRANSIENT_HTTP = {408, 429}
 
 
 def is_transient(err: BaseException, uri: str = "") -> bool:
-    """Whether ``err`` (from pyarrow, boto3 or the OS) is worth retrying: the storage was
+    """Whether ``err`` (from pyarrow, boto3, requests or the OS) is worth retrying: the storage was
     unreachable, slow or overloaded, not wrong about the request. (``uri``: the object's, left
     out of the message before it is read, so that a key named "timed out" stays a key.)"""
     if isinstance(err, StorageError):
@@ -81,6 +85,9 @@ def is_transient(err: BaseException, uri: str = "") -> bool:
         return False
     if isinstance(err, ConnectionError | TimeoutError):
         return True
+    http = _http_transient(err)
+    if http is not None:
+        return http
     from botocore.exceptions import ClientError
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -96,6 +103,35 @@ def is_transient(err: BaseException, uri: str = "") -> bool:
             text = text.replace(uri.lower(), "").replace(uri.lower().removeprefix("s3://"), "")
         return any(fragment in text for fragment in _TRANSIENT_TEXT)
     return False
+
+
+def _http_transient(err: BaseException) -> bool | None:
+    """Whether a requests / urllib3 error (DICOMweb) is transient; None for other errors.
+    Unreachable, reset, timed out or a 5xx / 408 / 429 answer: yes; a TLS failure or any other
+    HTTP status (401, 403, 404, ...): no."""
+    import requests
+    import urllib3.exceptions as u3
+
+    if isinstance(err, requests.exceptions.SSLError | u3.SSLError):
+        return False
+    if isinstance(err, requests.exceptions.HTTPError):
+        status = err.response.status_code if err.response is not None else 0
+        return status >= 500 or status in _TRANSIENT_HTTP
+    if isinstance(
+        err,
+        requests.exceptions.ConnectionError
+        | requests.exceptions.Timeout
+        | requests.exceptions.ChunkedEncodingError
+        | u3.ProtocolError
+        | u3.TimeoutError
+        | u3.NewConnectionError,
+    ):
+        return True
+    if isinstance(err, u3.MaxRetryError):
+        return err.reason is not None and is_transient(err.reason)
+    if isinstance(err, requests.exceptions.RequestException | u3.HTTPError):
+        return False
+    return None
 
 
 def with_retries(
@@ -140,5 +176,6 @@ def with_retries(
 
 
 def _reason(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
+    # requests repeats the URL the message already names ("... for url: http://...").
+    text = _URL_IN_MESSAGE.sub("", " ".join(str(err).split())) or type(err).__name__
     return text if len(text) <= 300 else text[:299] + "…"

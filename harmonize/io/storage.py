@@ -1,7 +1,10 @@
-"""One URI scheme for local folders and s3:// prefixes: list, read and whole-object write.
+"""One URI scheme for local folders, s3:// prefixes and DICOMweb PACS: list, read and
+whole-object write.
 
-A URI is either a local path (``/data/archive``, ``./out``) or ``s3://bucket/prefix``. S3 access
-goes through pyarrow's S3 filesystem (reads and writes) and boto3 (listing, which also returns each
+A URI is a local path (``/data/archive``, ``./out``), ``s3://bucket/prefix`` or a DICOMweb URI
+(``dicomweb+http://host:port/dicom-web?StudyDate=...``: ``harmonize.io.dicomweb``, where a read
+is a WADO-RS retrieve, a write a STOW-RS store and a listing a QIDO-RS search). S3 access goes
+through pyarrow's S3 filesystem (reads and writes) and boto3 (listing, which also returns each
 object's ETag); ``endpoint_url`` points both at any S3-compatible server (MinIO, SeaweedFS, ...).
 
 Example::
@@ -25,6 +28,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from harmonize.errors import StorageError
+from harmonize.io import dicomweb
 from harmonize.io.retry import DEFAULT_RETRY_SECONDS, with_retries
 
 
@@ -32,8 +36,9 @@ from harmonize.io.retry import DEFAULT_RETRY_SECONDS, with_retries
 class ObjectInfo:
     """One object found by a listing: its URI, size in bytes and version tag.
 
-    ``etag`` is the S3 ETag for s3:// objects and ``"<size>-<mtime_ns>"`` for local files: it
-    changes whenever the object is rewritten, so (uri, etag) identifies one version of one object.
+    ``etag`` is the S3 ETag for s3:// objects, ``"<size>-<mtime_ns>"`` for local files and the
+    SOP Instance UID for DICOMweb instances: it changes whenever the object is rewritten, so
+    (uri, etag) identifies one version of one object.
     """
 
     uri: str
@@ -108,6 +113,18 @@ class Storage:
 
     # -- filesystems ---------------------------------------------------------------------------
     @cached_property
+    def _pacs(self) -> dict[str, dicomweb.DicomWebArchive]:
+        return {}  # DICOMweb clients by service root, built in the process that uses them
+
+    def _dicomweb(self, uri: str) -> tuple[dicomweb.DicomWebArchive, dicomweb.Location]:
+        location = dicomweb.parse(uri)
+        if location.root not in self._pacs:
+            pacs = dicomweb.DicomWebArchive(location.root)
+            pacs.client  # noqa: B018 - built here, not retried: missing credentials fail at once
+            self._pacs[location.root] = pacs
+        return self._pacs[location.root], location
+
+    @cached_property
     def _s3fs(self) -> pafs.S3FileSystem:
         kwargs: dict[str, Any] = {"region": self.region}
         if self.endpoint_url:
@@ -124,6 +141,11 @@ class Storage:
 
     def filesystem(self, uri: str) -> tuple[pafs.FileSystem, str]:
         """The pyarrow filesystem and in-filesystem path for ``uri`` (for pyarrow/Ray readers)."""
+        if dicomweb.is_dicomweb(uri):
+            raise StorageError(
+                f'"{uri}" is a PACS (DICOMweb), which holds DICOM instances only; write tables, '
+                "models and reports to a folder or an s3:// prefix"
+            )
         if is_s3(uri):
             bucket, key = _split_s3(uri)
             return self._s3fs, f"{bucket}/{key}".rstrip("/")
@@ -132,7 +154,10 @@ class Storage:
     @staticmethod
     def normalize(uri: str) -> str:
         """The canonical form of a URI: s3:// as given without a trailing slash, local paths
-        absolute. Listings return canonical URIs, so compare and join canonical forms."""
+        absolute, DICOMweb without a trailing slash before its query. Listings return canonical
+        URIs, so compare and join canonical forms."""
+        if dicomweb.is_dicomweb(uri):
+            return dicomweb.normalize(uri)
         if is_s3(uri):
             return uri.rstrip("/")
         return os.path.abspath(os.path.expanduser(uri))
@@ -140,11 +165,19 @@ class Storage:
     # -- operations ----------------------------------------------------------------------------
     def list(self, uri: str, suffixes: tuple[str, ...] = ()) -> list[ObjectInfo]:
         """Every object under ``uri`` (recursively) whose name ends with one of ``suffixes``
-        (case-insensitive; all objects when empty), sorted by URI.
+        (case-insensitive; all objects when empty), sorted by URI. A DICOMweb URI lists the
+        instances its QIDO-RS filters match (every instance is DICOM: no suffix applies).
 
         Raises:
             StorageError: the prefix does not exist or cannot be listed.
         """
+        if dicomweb.is_dicomweb(uri):
+            pacs, location = self._dicomweb(uri)
+            uris = with_retries(
+                lambda: pacs.list(location), "list", uri, budget=self.retry_seconds,
+                hint=dicomweb.HINT,
+            )  # fmt: skip
+            return [ObjectInfo(u, 0, dicomweb.etag_of(u)) for u in sorted(uris)]
         suffixes = tuple(s.lower() for s in suffixes)
         if is_s3(uri):
             found = with_retries(
@@ -183,7 +216,13 @@ class Storage:
                 )
 
     def read(self, uri: str) -> bytes:
-        """The whole content of one object."""
+        """The whole content of one object (a DICOMweb instance: as a Part-10 file)."""
+        if dicomweb.is_dicomweb(uri):
+            pacs, location = self._dicomweb(uri)
+            return with_retries(
+                lambda: pacs.read(location), "read", uri, budget=self.retry_seconds,
+                hint=dicomweb.HINT,
+            )  # fmt: skip
         fs, path = self.filesystem(uri)
 
         def read() -> bytes:
@@ -193,6 +232,12 @@ class Storage:
         return with_retries(read, "read", uri, budget=self.retry_seconds)
 
     def exists(self, uri: str) -> bool:
+        if dicomweb.is_dicomweb(uri):
+            pacs, location = self._dicomweb(uri)
+            return with_retries(
+                lambda: pacs.exists(location), "check", uri, budget=self.retry_seconds,
+                hint=dicomweb.HINT,
+            )  # fmt: skip
         fs, path = self.filesystem(uri)
         return with_retries(
             lambda: bool(fs.get_file_info(path).type != pafs.FileType.NotFound),
@@ -201,7 +246,15 @@ class Storage:
 
     def write(self, uri: str, data: bytes) -> None:
         """Write ``data`` as one whole object: readers see the old object or the new one, never
-        a partial write (local: temporary file + rename; S3: a single PUT or completed upload)."""
+        a partial write (local: temporary file + rename; S3: a single PUT or completed upload;
+        DICOMweb: one STOW-RS store of the Part-10 file whose UIDs the instance URI names)."""
+        if dicomweb.is_dicomweb(uri):
+            pacs, location = self._dicomweb(uri)
+            with_retries(
+                lambda: pacs.store(location, data), "store", uri, budget=self.retry_seconds,
+                hint=dicomweb.HINT,
+            )  # fmt: skip
+            return
         if is_s3(uri):
             fs, path = self.filesystem(uri)
 

@@ -30,6 +30,9 @@ class Harmonizer(ABC):
     # How the model may be applied to a full-resolution image (see harmonize run --mode).
     modes: ClassVar[tuple[str, ...]] = ("direct",)
     mode: str = "direct"
+    # The target site's mean HIST_BINS histogram, from the model card when loaded (run QA's
+    # ``hist_away`` flag); None when the card has none.
+    target_histogram: np.ndarray | None = None
 
     def set_mode(self, mode: str) -> Harmonizer:
         """Choose how ``transform`` applies the model; ConfigError for a mode it does not have."""

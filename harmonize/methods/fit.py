@@ -21,8 +21,11 @@ from harmonize.errors import ConfigError, HarmonizeError
 from harmonize.io.archive import DICOM_SUFFIXES, list_images
 from harmonize.io.storage import Storage
 from harmonize.methods.base import ClassicalHarmonizer
-from harmonize.metrics.histogram import HIST_BINS, intensity_histogram
+from harmonize.metrics.histogram import HIST_BINS, intensity_histogram, wasserstein_1d
+from harmonize.models.cards import intended_use
 from harmonize.models.registry import CLASSICAL, create_harmonizer, method_names
+
+VALIDATION_IMAGES = 8  # target images passed through the fitted model for the card
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def fit_classical(
     start = time.perf_counter()
     tasks = [(o.uri, harmonizer, store) for o in objects]
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    landmarks, hists, errors = [], [], []
+    landmarks, hists, errors, readable = [], [], [], []
     from tqdm import tqdm
 
     with ThreadPoolExecutor(n_workers) as pool:
@@ -96,11 +99,13 @@ def fit_classical(
             else:
                 landmarks.append(lm)
                 hists.append(hist)
+                readable.append(uri)
     if not landmarks:
         raise ConfigError(
             f'none of the {len(tasks)} objects under "{target_uri}" could be read: {errors[:3]}'
         )
     harmonizer.fit_landmarks(landmarks)
+    target_histogram = np.mean(hists, axis=0)
     card = {
         "method": method,
         "target_uri": target_uri,
@@ -111,7 +116,46 @@ def fit_classical(
         "code_version": __version__,
         "fit_seconds": round(time.perf_counter() - start, 3),
         "created_at": datetime.now(UTC).isoformat(),
-        "target_histogram": [float(v) for v in np.mean(hists, axis=0)],
+        "target_histogram": [float(v) for v in target_histogram],
+        "intended_use": intended_use(
+            method, target_uri=target_uri, n_images={"target": len(landmarks)}
+        ),
+        "validation": in_domain_validation(
+            harmonizer, readable[:VALIDATION_IMAGES], store, target_histogram
+        ),
     }
     model_file = harmonizer.save(out_uri, store, card=card)
     return FitResult(harmonizer, model_file, card)
+
+
+def in_domain_validation(
+    harmonizer: ClassicalHarmonizer,
+    uris: list[str],
+    storage: Storage,
+    target_histogram: np.ndarray,
+) -> dict[str, Any]:
+    """The card's validation of a classical model: target images passed through it (a fit
+    sees no source image), which should come out nearly unchanged: SSIM(original, harmonized)
+    and the W1 distance to the target's mean histogram before and after, mean and std."""
+    from harmonize.dicom.decode import decode_dicom
+    from harmonize.metrics.ssim import SSIM_OPTIONS, smallest_side, ssim
+
+    figures: dict[str, list[float]] = {"ssim": [], "before": [], "after": []}
+    for uri in uris:
+        try:
+            original = decode_dicom(storage.read(uri)).pixels
+        except HarmonizeError:  # read once already; a second failure only shrinks the sample
+            continue
+        harmonized = harmonizer.transform(original)
+        if min(original.shape) >= smallest_side(**SSIM_OPTIONS):
+            figures["ssim"].append(float(ssim(original, harmonized, **SSIM_OPTIONS)))
+        for key, image in (("before", original), ("after", harmonized)):
+            hist = intensity_histogram(image, bins=HIST_BINS)
+            figures[key].append(wasserstein_1d(hist, target_histogram))
+    out: dict[str, Any] = {"images": "target (in-domain)", "n_images": len(figures["before"])}
+    names = {"ssim": "ssim", "before": "w1_to_target_before", "after": "w1_to_target_after"}
+    for key, name in names.items():
+        if figures[key]:
+            out["ssim_mean" if key == "ssim" else name] = float(np.mean(figures[key]))
+            out[f"{name}_std"] = float(np.std(figures[key]))
+    return out

@@ -218,9 +218,12 @@ def load_model(
         ModelError: nothing usable is there, or it holds another method than ``expected_method``.
         ConfigError: the method has no such mode.
     """
+    from harmonize.metrics.histogram import HIST_BINS
+    from harmonize.models.cards import card_target_histogram
     from harmonize.models.files import read_model
 
     model = read_model(uri, storage, expected_method=expected_method)
     harmonizer = harmonizer_from_file(model)
     harmonizer.set_mode(mode)
+    harmonizer.target_histogram = card_target_histogram(model.card, HIST_BINS)
     return LoadedModel(uri, harmonizer, model.model_hash, model.card)

@@ -9,7 +9,8 @@ Example::
 
 Modules: `data` (which rows count, target histograms), `summary` (the numbers per method),
 `auc` (ROC AUC with DeLong intervals: Table 2), `sections` (tables and notes), `plots` /
-`montage` (figures), `document` (Markdown and HTML rendering).
+`montage` (figures), `qa` (flagged images, model cards), `document` (Markdown and HTML
+rendering).
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from harmonize.report.data import (
     site_target_histogram,
 )
 from harmonize.report.document import Figure, Section, to_html, to_markdown
+from harmonize.report.guide import guide_section
 from harmonize.report.montage import read_pairs
 from harmonize.report.plots import histogram_figure, montage_figure, roc_figure, ssim_figure
+from harmonize.report.qa import find_flagged, models_section, qa_figure, qa_section
 from harmonize.report.sections import (
     classifier_section,
     errors_section,
@@ -49,7 +52,7 @@ __all__ = ["ClassifierTable", "MethodSummary", "Report", "build_report"]
 TITLE = "Harmonization report"
 HTML_FILE, MARKDOWN_FILE = "report.html", "report.md"
 HISTOGRAM_PNG, SSIM_PNG, MONTAGE_PNG = "histograms.png", "ssim.png", "montage.png"
-ROC_PNG = "roc.png"
+ROC_PNG, QA_PNG = "roc.png", "qa.png"
 
 
 @dataclass(frozen=True)
@@ -166,10 +169,23 @@ def build_report(
         figures.append(Figure(name, caption))
         figure_paths.append(uri)
 
+    findings = find_flagged(summaries)
+    qa_png, qa_notes = qa_figure(findings, store)
+    qa_drawing = None
+    if qa_png is not None:
+        store.write(join(out_dir, QA_PNG), qa_png)
+        figure_paths.append(join(out_dir, QA_PNG))
+        qa_drawing = Figure(
+            QA_PNG, "Flagged images, numbered as in the table: original | harmonized."
+        )
+
     sections: list[Section | None] = [
-        summary_section(summaries, target_site),
+        summary_section(summaries, target_site, findings.count_line()),
         errors_section(summaries),
+        qa_section(findings, qa_drawing, qa_notes),
         classifier_section(classifier),
+        guide_section(classifier, summaries),
+        models_section(summaries, store),
         *extra_sections,
         figures_section(figures, figure_notes),
         inputs_section(manifest, manifest_uris, load_summaries(manifest_uris, store)),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ GROUP_KEYS = ("method", "mode", "config_hash")
 REPORT_COLUMNS = (
     "image_id", "source_uri", "site", "label", *GROUP_KEYS, "model_uri", "run_id", "status",
     "error", "out_uri", "ssim", "hist_in", "hist_out", "score_in", "score_out", "processed_at",
-    "ssim_truth", "psnr_truth",
+    "ssim_truth", "psnr_truth", "qa_flags",
 )  # fmt: skip
 
 
@@ -169,15 +170,25 @@ def _check_histogram(values: object, where: str) -> TargetHistogram:
     return TargetHistogram(arr, where)
 
 
-def card_target_histogram(model_uri: str | None, storage: Storage) -> TargetHistogram:
-    """``card.target_histogram`` of the model file under ``model_uri``."""
+def read_card(model_uri: str | None, storage: Storage) -> tuple[dict[str, Any] | None, str]:
+    """The model card under ``model_uri`` and its path, or ``None`` and why there is none."""
     if not model_uri:
-        return TargetHistogram(None, "the rows name no model_uri")
+        return None, "the rows name no model_uri"
     path = join(model_uri, HARMONIZER_FILE)
     try:
         card = json.loads(storage.read_text(path)).get("card") or {}
     except (HarmonizeError, ValueError, AttributeError) as err:
-        return TargetHistogram(None, f'no readable model card at "{path}" ({err})')
+        return None, f'no readable model card at "{path}" ({err})'
+    if not isinstance(card, dict):
+        return None, f'the model card at "{path}" is not a mapping'
+    return card, path
+
+
+def card_target_histogram(model_uri: str | None, storage: Storage) -> TargetHistogram:
+    """``card.target_histogram`` of the model file under ``model_uri``."""
+    card, path = read_card(model_uri, storage)
+    if card is None:
+        return TargetHistogram(None, path)
     if "target_histogram" not in card:
         return TargetHistogram(None, f'the model card at "{path}" has no target_histogram')
     return _check_histogram(card["target_histogram"], f'model card "{path}"')

@@ -17,7 +17,7 @@ MAX_TRIES_PER_CONFIG = 3 * IMAGES_PER_CONFIG  # unreadable candidates are skippe
 Pair = tuple[str, np.ndarray, np.ndarray]  # image id, original, harmonized (downsampled)
 
 
-class _Reader:
+class ImageReader:
     """Reads and downsamples display images once per URI; remembers why reads failed."""
 
     def __init__(self, storage: Storage) -> None:
@@ -51,7 +51,7 @@ def read_pairs(
     """Up to ``per_config`` readable pairs per configuration, and notes on images left out."""
     ids = [set(s.rows.ok["image_id"].dropna()) for s in summaries]
     shared = set.intersection(*ids) if ids else set()
-    read = _Reader(storage)
+    read = ImageReader(storage)
     out = []
     for s in summaries:
         pairs: list[Pair] = []

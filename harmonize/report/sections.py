@@ -124,7 +124,10 @@ SUMMARY_HEADERS = (
 )
 
 
-def summary_section(summaries: Sequence[MethodSummary], excluded_site: str | None) -> Section:
+def summary_section(
+    summaries: Sequence[MethodSummary], excluded_site: str | None, qa_line: str | None = None
+) -> Section:
+    """Table 1 and its notes; ``qa_line`` (how many images QA flagged) closes the notes."""
     if not summaries:
         return Section("Summary", (Paragraph("No `ok` or `error` rows: every row was skipped."),))
     truth = any(s.ssim_truth.size for s in summaries)  # a paired truth: two more columns
@@ -173,6 +176,8 @@ def summary_section(summaries: Sequence[MethodSummary], excluded_site: str | Non
             notes.append(f"{s.label}: {s.n_ok - len(s.ssim)} ok rows lack an SSIM.")
     if excluded_site is not None:
         notes.append(f'Rows of the target site "{excluded_site}" are left out of this table.')
+    if qa_line:
+        notes.append(qa_line)
     return Section("Summary", (caption, table, explain, BulletList(tuple(notes))))
 
 

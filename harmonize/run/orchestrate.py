@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol, Self
 
+from harmonize.dicom.deidentify import pseudonymous_uid
 from harmonize.io.manifest import (
     STATUS_ERROR,
     STATUS_OK,
@@ -79,6 +80,8 @@ def run_harmonization(
     opts = options or RunOptions()
     spec = _spec(input_uri, out_uri, method, model_uri, mode, classifier_uri, store, opts)
     labels, truths = read_run_labels(opts.labels_uri, store)
+    if spec.deidentify is not None:  # rows carry pseudonymous image ids: so do the labels
+        labels |= {pseudonymous_uid(k, spec.deidentify): v for k, v in labels.items()}
     start, started_at = time.perf_counter(), datetime.now(UTC)
     todo, skipped = plan(spec, store, opts, truths)
     summary = RunSummary(spec.run_id, run_prefix(spec.out_uri, spec.run_id))
@@ -162,6 +165,8 @@ def _spec(
         classifier_uri=classifier_uri,
         classifier_hash=classifier.model_hash if classifier is not None else None,
         max_pixels=options.max_pixels,
+        store_uri=storage.normalize(options.store_derived) if options.store_derived else None,
+        deidentify=options.deidentify,
     )
 
 

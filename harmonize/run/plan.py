@@ -10,6 +10,7 @@ from typing import Any
 
 from harmonize.errors import ConfigError
 from harmonize.io.archive import list_images
+from harmonize.io.dicomweb import is_dicomweb
 from harmonize.io.labels import read_labels, site_and_label, table_uri
 from harmonize.io.manifest import (
     STATUS_OK,
@@ -43,7 +44,10 @@ def new_run_id() -> str:
 
 
 def site_from_path(input_uri: str, uri: str) -> str | None:
-    """The first folder below the input prefix (archives are laid out as <prefix>/<site>/...)."""
+    """The first folder below the input prefix (archives are laid out as <prefix>/<site>/...);
+    none for a PACS (DICOMweb), whose paths are studies/<uid>/... (the labels table names it)."""
+    if is_dicomweb(uri):
+        return None
     rel = relative_path(input_uri, uri)
     return rel.split("/", 1)[0] if "/" in rel else None
 

@@ -7,12 +7,14 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any
 
 from harmonize import __version__
-from harmonize.errors import HarmonizeError
+from harmonize.dicom.deidentify import DeidentifyOptions
+from harmonize.errors import ConfigError, HarmonizeError
+from harmonize.io import dicomweb
 from harmonize.io.archive import DICOM_SUFFIXES, MAX_PIXELS, PART_ROWS, PART_SECONDS
 from harmonize.io.keys import safe_key
 from harmonize.io.manifest import (
@@ -38,12 +40,31 @@ class RunSpec:
     classifier_uri: str | None = None
     classifier_hash: str | None = None
     max_pixels: int = MAX_PIXELS  # larger images are refused before decoding (error rows)
+    store_uri: str | None = None  # a DICOMweb root the derived images are stored to (STOW-RS)
+    # PS3.15 Basic Profile with a secret (never recorded: as_dict holds its fingerprint)
+    deidentify: DeidentifyOptions | None = None
+
+    def __post_init__(self) -> None:
+        if dicomweb.is_dicomweb(self.out_uri):
+            raise ConfigError(
+                f'the output "{self.out_uri}" is a PACS, which cannot hold the manifest; give a '
+                "folder or s3:// prefix as --out and the PACS as --store-derived"
+            )
+        if self.store_uri is not None and not dicomweb.is_dicomweb(self.store_uri):
+            raise ConfigError(
+                f'--store-derived "{self.store_uri}" is not a DICOMweb root; write it as '
+                "dicomweb+http(s)://HOST/ROOT (derived images go to --out without it)"
+            )
 
     @property
     def pixels_hash(self) -> str:
-        """Identifies everything that decides the output pixels: method, model content, mode.
-        Names the folder of the derived images and seeds their new UIDs."""
-        key = json.dumps([self.method, self.model_hash, self.mode], sort_keys=True)
+        """Identifies everything that decides the output: method, model content, mode and the
+        de-identification (its secret's fingerprint and options). Names the folder of the
+        derived images and seeds their new UIDs."""
+        parts: list[Any] = [self.method, self.model_hash, self.mode]
+        if self.deidentify is not None:  # another secret or option: other headers and UIDs
+            parts.append(self.deidentify.key())
+        key = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @property
@@ -59,16 +80,28 @@ class RunSpec:
     def out_uri_for(self, source_uri: str) -> str:
         """Where the derived image of ``source_uri`` goes: OUT/images/<method>/<pixels>/<rel>,
         ``rel`` its path under the input prefix made safe (``harmonize.io.keys``: whatever the
-        object is called, the output stays under OUT)."""
-        rel = safe_key(relative_path(self.input_uri, source_uri))
+        object is called, the output stays under OUT); a DICOMweb instance's path is
+        ``studies/<study>/series/<series>/instances/<sop>.dcm``. (With ``store_uri`` the
+        derived image goes to the PACS instead: ``harmonize.io.dicomweb.instance_uri_of``.)"""
+        rel = relative_path(self.input_uri, source_uri)
+        if dicomweb.is_dicomweb(source_uri):
+            rel += ".dcm"
+        rel = safe_key(rel)
         return join(self.out_uri, "images", self.method, self.pixels_hash, rel)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "config_hash": self.config_hash}
+        """The spec's fields and hashes; de-identification as its key (the secret's fingerprint
+        and options), never the secret."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "deidentify"}
+        deid = self.deidentify.key() if self.deidentify is not None else None
+        return {**values, "deidentify": deid, "config_hash": self.config_hash}
 
 
 def relative_path(prefix: str, uri: str) -> str:
-    """``uri`` relative to ``prefix`` (its file name when it is not under the prefix)."""
+    """``uri`` relative to ``prefix`` (its file name when it is not under the prefix); a
+    DICOMweb prefix's QIDO filters are no part of its path."""
+    if dicomweb.is_dicomweb(prefix):
+        prefix = dicomweb.strip_query(prefix)
     base = prefix.rstrip("/") + "/"
     return uri[len(base) :] if uri.startswith(base) else uri.rsplit("/", 1)[-1]
 
@@ -86,6 +119,8 @@ class RunOptions:
     max_pixels: int = MAX_PIXELS  # refuse larger images (Rows x Columns) before decoding
     part_rows: int = PART_ROWS  # manifest rows are committed every part_rows rows ...
     part_seconds: float = PART_SECONDS  # ... or every part_seconds seconds
+    store_derived: str | None = None  # a DICOMweb root: derived images stored there (STOW-RS)
+    deidentify: DeidentifyOptions | None = None  # the run's RunSpec.deidentify
 
 
 class ExitCode(IntEnum):

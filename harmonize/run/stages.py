@@ -2,8 +2,8 @@
 their model and classifier are loaded.
 
 A run takes each listed object through ``read_and_decode`` → ``harmonize_and_measure``
-(harmonize, classify original and harmonized when a classifier is given, SSIM and histograms;
-SSIM and PSNR against the truth image when the labels table links one) →
+(harmonize, classify original and harmonized when a classifier is given, SSIM, histograms and
+QA flags (``run/qa.py``); SSIM and PSNR against the truth image when the labels table links one) →
 ``encode_and_write`` and ends with one manifest row. Every stage catches its own failures: an
 object that cannot be read, decoded, harmonized or written becomes a row with ``status="error"``
 and the reason, and later stages pass it through untouched, so count in = count out.
@@ -29,15 +29,18 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio
 
 from harmonize.dicom.decode import decode_dicom
+from harmonize.dicom.deidentify import pseudonymous_uid
 from harmonize.dicom.encode import encode_derived
 from harmonize.dicom.header import header_from_bytes, header_to_bytes
 from harmonize.errors import HarmonizeError, ModelError, StorageError
+from harmonize.io.dicomweb import instance_uri_of
 from harmonize.io.manifest import STATUS_ERROR, STATUS_OK
 from harmonize.io.storage import Storage
 from harmonize.methods.base import Harmonizer
 from harmonize.metrics.histogram import HIST_BINS, intensity_histogram
 from harmonize.metrics.ssim import SSIM_OPTIONS, smallest_side, ssim
 from harmonize.models.registry import LoadedModel, load_model
+from harmonize.run.qa import qa_flags
 from harmonize.run.spec import RunSpec
 
 if TYPE_CHECKING:
@@ -117,6 +120,7 @@ def mark_failed(row: dict[str, Any], stage: str, err: BaseException) -> dict[str
         row["status"] = STATUS_ERROR
         row["error"] = failure_reason(stage, err)
         row["transient"] = isinstance(err, StorageError) and err.transient
+        row["qa_flags"] = None  # an error row has no QA: its error says what went wrong
     for key in PAYLOAD:
         row[key] = None
     return row
@@ -180,7 +184,10 @@ def _decode(row: dict[str, Any], max_pixels: int) -> None:
 
 def read_and_decode(row: dict[str, Any], spec: RunSpec, storage: Storage) -> dict[str, Any]:
     """Stage 1 (CPU): object bytes → display pixels + header + image metadata."""
-    return _decode(_read(row, storage), spec.max_pixels)
+    row = _decode(_read(row, storage), spec.max_pixels)
+    if spec.deidentify is not None and row.get("image_id"):  # the manifest holds pseudonyms
+        row["image_id"] = pseudonymous_uid(row["image_id"], spec.deidentify)
+    return row
 
 
 def pixels_of(row: dict[str, Any], key: str = "pixels") -> np.ndarray:
@@ -194,7 +201,7 @@ def _harmonize(row: dict[str, Any], harmonizer: Harmonizer) -> None:
 
 
 @_stage("metrics", "metrics_s")
-def _measure(row: dict[str, Any]) -> None:
+def _measure(row: dict[str, Any], target_histogram: np.ndarray | None = None) -> None:
     before, after = pixels_of(row), pixels_of(row, "out_pixels")
     truth = pixels_of(row, "truth_pixels") if row.get("truth_pixels") else None
     fits = min(before.shape) >= SSIM_SIDE
@@ -210,6 +217,16 @@ def _measure(row: dict[str, Any]) -> None:
     if truth is not None:
         row["ssim_truth"] = float(ssim(truth, after, **SSIM_OPTIONS)) if fits else None
         row["psnr_truth"] = float(peak_signal_noise_ratio(truth, after, data_range=1.0))
+    row["qa_flags"] = qa_flags(
+        before,
+        after,
+        ssim=row.get("ssim"),
+        score_in=row.get("score_in"),
+        score_out=row.get("score_out"),
+        hist_in=row["hist_in"],
+        hist_out=row["hist_out"],
+        target_histogram=target_histogram,
+    )
     row["pixels"] = row["truth_pixels"] = None  # only the harmonized pixels go on to the encoder
 
 
@@ -243,7 +260,7 @@ def harmonize_and_measure(
     row: dict[str, Any], harmonizer: Harmonizer, classifier: Scorer | None = None
 ) -> dict[str, Any]:
     """Stage 2 (accelerator when present): harmonize, classify original and harmonized (when
-    a classifier is given), then SSIM and histograms."""
+    a classifier is given), then SSIM, histograms and QA flags (``run/qa.py``)."""
     return harmonize_and_measure_batch([row], harmonizer, classifier)[0]
 
 
@@ -255,7 +272,7 @@ def harmonize_and_measure_batch(
     rows = [_harmonize(row, harmonizer) for row in rows]
     if classifier is not None:
         _score_batch(rows, classifier)
-    return [_measure(row) for row in rows]
+    return [_measure(row, harmonizer.target_histogram) for row in rows]
 
 
 @_stage("encode", "encode_s")
@@ -269,18 +286,24 @@ def _encode(row: dict[str, Any], spec: RunSpec) -> None:
         uid_entropy=[spec.method, spec.pixels_hash],  # source UIDs are mixed in by dicom/encode.py
         # Sources that share a SOP Instance UID (copies, re-sends) still get distinct outputs.
         instance_entropy=[row["source_uri"], row.get("source_etag") or ""],
+        deidentify=spec.deidentify,
+        model_hash=spec.model_hash,  # the Contributing Equipment's Device UID
     )  # the encoded file replaces the header payload until it is written
 
 
 @_stage("write", "write_s")
 def _write(row: dict[str, Any], spec: RunSpec, storage: Storage) -> None:
-    out_uri = spec.out_uri_for(row["source_uri"])
+    if spec.store_uri is not None:  # into a PACS, named by the derived instance's own UIDs
+        out_uri = instance_uri_of(spec.store_uri, row["header"])
+    else:
+        out_uri = spec.out_uri_for(row["source_uri"])
     storage.write(out_uri, row["header"])
     row["out_uri"] = out_uri
 
 
 def encode_and_write(row: dict[str, Any], spec: RunSpec, storage: Storage) -> dict[str, Any]:
-    """Stage 3 (CPU): derived DICOM written under OUT/images/; returns the final manifest row."""
+    """Stage 3 (CPU): derived DICOM written under OUT/images/ (or stored to the PACS of
+    ``spec.store_uri``); returns the final manifest row."""
     row = _write(_encode(row, spec), spec, storage)
     for key in PAYLOAD:
         row.pop(key, None)

@@ -25,6 +25,7 @@ from torch import nn
 from harmonize.errors import ConfigError
 from harmonize.io.storage import Storage
 from harmonize.methods.neural import NeuralHarmonizer
+from harmonize.models.cards import intended_use
 from harmonize.models.files import write_network
 from harmonize.models.registry import gan_parts
 from harmonize.training.checkpoint import check_resumable
@@ -148,6 +149,13 @@ class GanTask:
         validation = validate_generator(harmonizer, images, target_histogram)
         card = {
             **card,
+            "intended_use": intended_use(
+                method,
+                target_uri=self.data.target_uri,
+                source_uri=self.data.source_uri,
+                n_images={"source": len(self.data.source), "target": len(self.data.target)},
+                modes=harmonizer.modes,
+            ),
             "validation": validation,
             "target_histogram": [float(v) for v in target_histogram],
         }

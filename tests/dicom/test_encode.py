@@ -20,6 +20,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+import harmonize
 from harmonize.dicom.decode import decode_dicom
 from harmonize.dicom.encode import encode_derived
 from harmonize.dicom.values import display_to_stored
@@ -166,6 +167,25 @@ def test_two_sources_sharing_a_uid_get_distinct_instances_in_one_series():
     assert uids(["s3://a/x.dcm", "e1"]) == a  # deterministic
 
 
+def test_contributing_equipment_names_method_version_and_model():
+    image = decode_dicom(read_testdata("RG3_UNCR.dcm"))
+
+    def harmonizer_item(model_hash: str | None, method: str = "cyclegan") -> Dataset:
+        out = encode_derived(
+            image.header, image.pixels, method=method, description="d", model_hash=model_hash
+        )
+        return pydicom.dcmread(io.BytesIO(out)).ContributingEquipmentSequence[-1]
+
+    item = harmonizer_item("a" * 64)
+    assert (item.Manufacturer, item.ManufacturerModelName) == ("harmonize", "cyclegan")
+    assert item.SoftwareVersions == harmonize.__version__ and item.DeviceSerialNumber == "a" * 64
+    assert item.PurposeOfReferenceCodeSequence[0].CodeValue == "109102"
+    assert item.DeviceUID == harmonizer_item("a" * 64).DeviceUID  # same model, same device
+    assert item.DeviceUID != harmonizer_item("b" * 64).DeviceUID  # a new model version
+    assert item.DeviceUID != harmonizer_item("a" * 64, method="unit").DeviceUID
+    assert "DeviceUID" not in harmonizer_item(None)
+
+
 def dciodvfy_errors(dciodvfy: str, path: Path) -> set[str]:
     result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
     lines = (result.stdout + result.stderr).splitlines()
@@ -185,7 +205,9 @@ def test_derived_image_adds_no_conformance_errors(name, tmp_path, dciodvfy):
     image = decode_dicom(source_path.read_bytes())
     derived_path = tmp_path / "derived.dcm"
     derived_path.write_bytes(
-        encode_derived(image.header, image.pixels, method="histogram", description="test")
+        encode_derived(
+            image.header, image.pixels, method="histogram", description="test", model_hash="f" * 64
+        )
     )
     source_errors = dciodvfy_errors(dciodvfy, source_path)
     derived_errors = dciodvfy_errors(dciodvfy, derived_path)

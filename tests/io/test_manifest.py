@@ -78,3 +78,26 @@ def test_done_objects_match_method_config_and_status(tmp_path) -> None:
     assert done_objects(read_manifest(str(tmp_path / "nothing-here")), "histogram", "c1") == set()
     narrow = read_manifest(str(tmp_path), columns=("source_uri", "status"))
     assert narrow.column_names == ["source_uri", "status"] and narrow.num_rows == 3
+
+
+def test_qa_flags_are_a_list_column_empty_when_clean_and_null_on_error(tmp_path) -> None:
+    rows = [_row(0), _row(1), _row(2, "error")]
+    rows[0]["qa_flags"], rows[1]["qa_flags"] = [], ["inverted", "low_ssim"]
+    writer = ManifestWriter(str(tmp_path), "r", Storage())
+    writer.add(rows)
+    writer.close()
+    df = read_manifest(str(tmp_path)).to_pandas().sort_values("image_id")
+    assert [None if f is None else list(f) for f in df.qa_flags] == [
+        [],
+        ["inverted", "low_ssim"],
+        None,
+    ]
+    flagged = (
+        duckdb.connect()
+        .execute(
+            f"SELECT image_id FROM read_parquet('{tmp_path}/manifest/*/*.parquet') "
+            "WHERE list_contains(qa_flags, 'inverted')"
+        )
+        .fetchall()
+    )
+    assert flagged == [("1.2.1",)]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import SOURCE
@@ -38,3 +39,31 @@ def test_the_run_job_exits_with_the_worst_of_its_runs(
         assert done.returncode == code, done.stdout + done.stderr
         assert f"(name, exit code): {unclean}" in done.stdout
         assert "histogram: run " in done.stdout  # the good run ran, whatever came after
+
+
+def test_the_job_deidentify_section_is_validated_and_reads_its_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sys.path.insert(0, str(REPO / "jobs"))
+    try:
+        from common import load_job
+    finally:
+        sys.path.remove(str(REPO / "jobs"))
+    from harmonize.errors import ConfigError
+    from harmonize.io.storage import Storage
+
+    config = tmp_path / "job.yaml"
+    job = {"archive": "in", "out": "out", "methods": [{"method": "histogram", "model": "m"}]}
+    section = {"secret_env": "JOB_DEID_SECRET", "retain_dates": "modified"}
+    config.write_text(yaml.safe_dump({**job, "deidentify": section}))
+    loaded = load_job(str(config), Storage())
+    monkeypatch.delenv("JOB_DEID_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="environment variable JOB_DEID_SECRET"):
+        loaded.deidentify.options()
+    monkeypatch.setenv("JOB_DEID_SECRET", "the night job's secret, long enough")
+    options = loaded.deidentify.options()
+    assert (options.retain_dates, options.retain_device) == ("modified", False)
+    assert load_job(str(REPO / "jobs" / "configs" / "nightly.yaml"), Storage()).deidentify is None
+    config.write_text(yaml.safe_dump({**job, "deidentify": {**section, "secret": "x"}}))
+    with pytest.raises(ConfigError, match="unknown job deidentify settings"):
+        load_job(str(config), Storage())

@@ -4,6 +4,7 @@ several runs' codes."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -56,3 +57,20 @@ def test_the_worst_run_decides_a_jobs_exit_code() -> None:
     assert worst_exit_code([every, ExitCode.USAGE, some]) == ExitCode.USAGE
     assert worst_exit_code([ExitCode.USAGE, ExitCode.INCOMPLETE, ok]) == ExitCode.INCOMPLETE
     assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 4]
+
+
+def test_deidentification_changes_the_output_hash_and_its_secret_is_never_recorded() -> None:
+    from harmonize.dicom.deidentify import DeidentifyOptions
+
+    secret = "the secret of this test, not recorded"
+    base = RunSpec("s3://in", "s3://out", "histogram", "s3://m", "h1", "run-1")
+    deid = replace(base, deidentify=DeidentifyOptions(secret))
+    other = replace(base, deidentify=DeidentifyOptions("another secret entirely, also long"))
+    modified = replace(base, deidentify=DeidentifyOptions(secret, retain_dates="modified"))
+    hashes = {spec.pixels_hash for spec in (base, deid, other, modified)}
+    assert len(hashes) == 4  # a new secret or option re-processes every object
+    assert deid.pixels_hash == replace(base, deidentify=DeidentifyOptions(secret)).pixels_hash
+    record = deid.as_dict()
+    assert record["deidentify"] == DeidentifyOptions(secret).key()
+    assert secret not in repr(record) and secret not in repr(deid)
+    assert base.as_dict()["deidentify"] is None
