@@ -62,13 +62,14 @@ class MethodRun:
     method: str
     model: str
     name: str = ""  # default: the method's name
-    mode: str = "direct"
+    mode: str = ""  # default: the method's (harmonize.models.registry: neural curve)
 
     def __post_init__(self) -> None:
         from harmonize.models.registry import method
 
         check_text("job methods entry", "model", self.model)
         entry = method(check_text("job methods entry", "method", self.method))
+        set_field(self, "mode", self.mode or entry.default_mode)
         check_choice(f"job methods entry {self.method}", "mode", self.mode, entry.modes)
         set_field(self, "name", self.name or self.method)
 

@@ -17,6 +17,7 @@ from harmonize.cli.common import (
     storage,
 )
 from harmonize.io.archive import DICOM_SUFFIXES, MAX_PIXELS, PART_ROWS, PART_SECONDS
+from harmonize.models.registry import method as registry_method
 
 if TYPE_CHECKING:
     from harmonize.dicom.deidentify import DeidentifyOptions
@@ -50,10 +51,10 @@ RETAIN_DATES = ("none", "modified", "full")  # harmonize.dicom.deidentify.RETAIN
 @click.option(
     "--mode",
     type=click.Choice(MODES),
-    default="direct",
     help="direct: model output; curve: one monotone intensity curve; local: monotone curves on "
     "a coarse grid, blended, plus bounded detail-band gains (curve and local: neural methods, "
-    "applied to the original at full resolution).",
+    "applied to the original at full resolution) [default: curve for a neural method, the "
+    "method guide's safe default (docs/results.md); direct for a classical one].",
 )
 @executor_option()
 @address_option
@@ -133,7 +134,7 @@ def run(
     store_derived: str | None,
     labels_uri: str | None,
     classifier: str | None,
-    mode: str,
+    mode: str | None,
     executor: str,
     address: str | None,
     actors: int | None,
@@ -188,7 +189,7 @@ def run(
             method=method,
             model_uri=model_uri,
             executor=runner,
-            mode=mode,
+            mode=mode or registry_method(method).default_mode,
             classifier_uri=classifier,
             storage=storage(ctx),
             options=options,

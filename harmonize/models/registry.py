@@ -58,6 +58,12 @@ class MethodEntry:
         local curves and band gains)."""
         return ("direct", "curve", "local") if self.kind == NEURAL else ("direct",)
 
+    @property
+    def default_mode(self) -> str:
+        """The mode a run takes when none is asked for: the method guide's safe default
+        (docs/results.md) for a neural method, ``curve``; a classical method's only mode."""
+        return "curve" if self.kind == NEURAL else "direct"
+
 
 # -- the loaders (imports happen here, on first use) -----------------------------------------------
 def _histogram() -> type[ClassicalHarmonizer]:

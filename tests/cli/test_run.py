@@ -23,6 +23,21 @@ def test_help_lists_the_registered_methods_and_modes(capsys: pytest.CaptureFixtu
     assert f"--mode [{'|'.join(modes)}]" in text
 
 
+def test_a_neural_method_runs_in_curve_mode_unless_told(
+    archive: Path, cyclegan_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for mode in (None, "direct"):
+        code = run_cli(
+            "run", "--method", "cyclegan", "--model", cyclegan_model, "--input",
+            str(archive / SOURCE), "--out", str(tmp_path), "--executor", "local", "--limit", "2",
+            "--no-progress", *(["--mode", mode] if mode else []),
+        )  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+    df = read_manifest(str(tmp_path)).to_pandas()
+    assert sorted(df["mode"]) == ["curve", "curve", "direct", "direct"]
+    assert (df.status == "ok").all()
+
+
 @pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.slow)])
 def test_relative_paths_work_on_every_executor(
     executor: str,

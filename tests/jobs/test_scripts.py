@@ -114,7 +114,7 @@ def test_example_configs_load() -> None:
     assert (config.method, config.crop_size, config.load_size) == ("cyclegan", 256, 286)
     sys.path.insert(0, str(REPO / "jobs"))
     try:
-        from common import load_job
+        from common import MethodRun, load_job
     finally:
         sys.path.remove(str(REPO / "jobs"))
     from harmonize.io.storage import Storage
@@ -122,6 +122,10 @@ def test_example_configs_load() -> None:
     nightly = load_job(str(REPO / "jobs" / "configs" / "nightly.yaml"), Storage())
     assert [m.name for m in nightly.methods] == ["histogram", "cyclegan-curve"]
     assert nightly.run.executor == "ray" and nightly.archive
+    # Without a mode an entry takes its method's default: the method guide's curve for a GAN.
+    assert MethodRun("cyclegan", "m").mode == "curve"
+    assert MethodRun("histogram", "m").mode == "direct"
+    assert MethodRun("cut", "m", mode="local").mode == "local"
 
 
 @pytest.mark.parametrize(
