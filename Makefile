@@ -26,7 +26,7 @@ demo: setup
 # Two workers (pytest-xdist) on the two cores CI has; TEST_WORKERS=1 runs the tests one by one.
 TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20
 
 lint: setup
 	$(BIN)/ruff check harmonize tests jobs

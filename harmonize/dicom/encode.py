@@ -40,6 +40,7 @@ from harmonize.dicom.deidentify import deidentify as deidentify_dataset
 from harmonize.dicom.header import has_transfer_syntax, without_pixel_data, write_dataset
 from harmonize.dicom.values import MONOCHROME, display_to_stored
 from harmonize.errors import DicomError
+from harmonize.io.dicomweb import DERIVED_SERIES  # a PACS listing leaves these series out
 
 # Transfer syntaxes a derived image may be written in: all lossless. The compressed ones are used
 # only when pydicom has an encoder plugin installed for them (see `writable_transfer_syntaxes`).
@@ -278,7 +279,7 @@ def _make_derived_attributes(
 
     image_type = list(ds.get("ImageType", []) or [])
     ds.ImageType = ["DERIVED", "SECONDARY", *image_type[2:]]
-    _set_text(ds, "SeriesDescription", f"Harmonized ({method})", max_chars=64)
+    _set_text(ds, "SeriesDescription", f"{DERIVED_SERIES}{method})", max_chars=64)
     _set_text(
         ds,
         "DerivationDescription",

@@ -52,8 +52,8 @@ INSTANCE_KEYS = frozenset({"SOPInstanceUID", "SOPClassUID", "InstanceNumber"})
 #: Results per QIDO-RS request.
 PAGE_SIZE = 500
 #: How the series of harmonize's derived images begin their SeriesDescription
-#: (``harmonize.dicom.encode``: "Harmonized (<method>)"): a listing leaves them out, so derived
-#: images stored back into the input PACS are never taken as inputs.
+#: (``harmonize.dicom.encode`` writes "Harmonized (<method>)"): a listing leaves them out, so
+#: derived images stored back into the input PACS are never taken as inputs.
 DERIVED_SERIES = "Harmonized ("
 #: (connect, read) seconds of one HTTP request; a timeout is transient (retried).
 TIMEOUT = (10.0, 120.0)
