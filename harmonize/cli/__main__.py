@@ -2,4 +2,5 @@
 
 from harmonize.cli.main import main
 
-main()
+if __name__ == "__main__":  # a spawned worker (bench train, bench device) imports, never runs it
+    main()

@@ -1,4 +1,5 @@
-"""`harmonize bench ssim|run|train|train-data`: benchmarks printing ratios measured side by side."""
+"""`harmonize bench ssim|run|train|train-data|device`: benchmarks printing ratios measured side by
+side."""
 
 from __future__ import annotations
 
@@ -139,6 +140,39 @@ def bench_train_data(
         load_size=load_size,
         crop_size=crop_size,
         steps=steps,
+        workdir=workdir,
+        echo=click.echo,
+    )
+
+
+@bench.command(name="device")
+@click.option("--smoke", is_flag=True, help="Tiny sizes: checks that it runs, on a CPU too.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=LocalPath(file_okay=False),
+    default="device-bench",
+    show_default=True,
+    help="Where device-bench.json and device-bench.md go.",
+)
+@click.option(
+    "--sections",
+    default="training,streaming,ssim,decode",
+    show_default=True,
+    help="Comma-separated sections to run.",
+)
+@WORKDIR
+def bench_device(smoke: bool, out_dir: str, sections: str, workdir: str | None) -> None:
+    """The prepared GPU benchmark, without Ray: training (reference vs tuned, every GAN),
+    streaming (local executor, curve vs direct), SSIM (device vs scikit-image) and decode
+    (nvImageCodec vs pylibjpeg-openjpeg on one core), each within its own time budget (under 8
+    minutes in all); writes OUT/device-bench.json and OUT/device-bench.md."""
+    from harmonize.benchmarks.device import run_device_benchmark
+
+    run_device_benchmark(
+        out_dir,
+        smoke=smoke,
+        sections=[s.strip() for s in sections.split(",") if s.strip()],
         workdir=workdir,
         echo=click.echo,
     )

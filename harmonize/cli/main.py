@@ -88,3 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     except HarmonizeError as exc:
         click.echo(f"harmonize: error: {exc}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":  # python -m harmonize.cli.main (spawned workers import it, not run it)
+    main()

@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from harmonize.dicom import codecs
+from harmonize.dicom import codecs, gpu_decode
 from harmonize.dicom.values import MONOCHROME, VoiKind, apply_grayscale_pipeline
 from harmonize.errors import DicomError
 from harmonize.io.archive import MAX_PIXELS
@@ -95,12 +96,14 @@ class DecodedImage:
 
     ``pixels`` is float32 (rows, cols) in [0, 1], 1 = brightest on screen (MONOCHROME2 sense);
     ``header`` is the source dataset without Pixel Data, used by `encode_derived`; it crosses
-    process boundaries as `header_to_bytes`.
+    process boundaries as `header_to_bytes`. ``decoder`` names what decoded the pixel data
+    (``"cpu"``, or ``"nvimgcodec"`` on a GPU: `harmonize.dicom.gpu_decode`).
     """
 
     pixels: np.ndarray
     meta: ImageMeta
     header: Dataset
+    decoder: str = gpu_decode.CPU
 
 
 def decode_dicom(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
@@ -121,7 +124,7 @@ def decode_dicom(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     """
     ds = _read_dataset(data)
     _check_decodable(ds, max_pixels, data)
-    stored = _decode_stored_pixels(ds)
+    stored, decoder = _decode_stored_pixels(ds)
     display, voi_kind, center, width = apply_grayscale_pipeline(stored, ds)
 
     del ds.PixelData  # also releases pydicom's cached array
@@ -144,7 +147,7 @@ def decode_dicom(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         manufacturer=str(ds.get("Manufacturer", "") or ""),
         body_part=str(ds.get("BodyPartExamined", "") or ""),
     )
-    return DecodedImage(pixels=display, meta=meta, header=ds)
+    return DecodedImage(pixels=display, meta=meta, header=ds, decoder=decoder)
 
 
 def _read_dataset(data: bytes) -> Dataset:
@@ -331,11 +334,26 @@ def _check_native_length(ds: Dataset, expected: int) -> None:
         )
 
 
-def _decode_stored_pixels(ds: Dataset) -> np.ndarray:
-    """The stored values as an integer (rows, cols) array, via pydicom's pixel handlers (the
-    JPEG family always through harmonize's plugin: one decoder, and no log noise from plugins
-    that cannot)."""
+def _decode_stored_pixels(ds: Dataset) -> tuple[np.ndarray, str]:
+    """The stored values as an integer (rows, cols) array and what decoded them: on a GPU
+    through nvImageCodec when it can, else (and for any frame it fails on) via pydicom's pixel
+    handlers (the JPEG family always through harmonize's plugin: one decoder, and no log noise
+    from plugins that cannot)."""
     tsyntax = ds.file_meta.TransferSyntaxUID
+    if str(tsyntax) in gpu_decode.GPU_SYNTAXES and gpu_decode.gpu_decode_available():
+        try:
+            frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+            on_gpu = gpu_decode.stored_pixels_on_gpu(
+                frame,
+                rows=int(ds.Rows),
+                cols=int(ds.Columns),
+                bits_allocated=int(ds.BitsAllocated),
+                signed=int(ds.PixelRepresentation) == 1,
+            )
+        except Exception:  # noqa: BLE001 - an odd encapsulation: the CPU path decides
+            on_gpu = None
+        if on_gpu is not None:
+            return on_gpu, gpu_decode.GPU
     if codecs.is_available(tsyntax):
         ds.pixel_array_options(decoding_plugin=codecs.LABEL)
     try:
@@ -350,4 +368,4 @@ def _decode_stored_pixels(ds: Dataset) -> np.ndarray:
             f"decoded pixel data has shape {arr.shape}, but Rows x Columns is "
             f"{ds.Rows}x{ds.Columns}; the file is inconsistent: fix or exclude it"
         )
-    return arr
+    return arr, gpu_decode.CPU

@@ -69,6 +69,7 @@ SCHEMA = pa.schema(
         ("bits_stored", pa.int16()),
         ("photometric", pa.string()),
         ("transfer_syntax", pa.string()),
+        ("decoder", pa.string()),  # what decoded the pixels: "cpu" or "nvimgcodec" (a GPU)
         ("out_uri", pa.string()),
         ("ssim", pa.float64()),
         ("truth_uri", pa.string()),  # the same patient imaged at the target site (labels table)

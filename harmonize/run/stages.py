@@ -169,6 +169,7 @@ def _decode(row: dict[str, Any], max_pixels: int) -> None:
         bits_stored=meta.bits_stored,
         photometric=meta.photometric,
         transfer_syntax=meta.transfer_syntax_uid,
+        decoder=decoded.decoder,  # "cpu" or "nvimgcodec" (a GPU: dicom/gpu_decode.py)
         pixels=np.ascontiguousarray(decoded.pixels, dtype=np.float32).tobytes(),
         header=header_to_bytes(decoded.header),
     )
