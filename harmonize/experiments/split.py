@@ -36,6 +36,7 @@ import pydicom
 
 from harmonize.errors import ConfigError
 from harmonize.experiments.config import ExperimentConfig
+from harmonize.io import dicomweb
 from harmonize.io.archive import list_images
 from harmonize.io.labels import PARQUET_NAME, labels_frame, read_labels, table_uri
 from harmonize.io.storage import Storage, join
@@ -53,7 +54,9 @@ def split_of(image_id: str, test_fraction: float) -> str:
 def site_names(source_uri: str, target_uri: str) -> tuple[str, str]:
     """The site folder names: the last component of each URI, or ``source`` / ``target`` when
     the two are the same."""
-    names = tuple(posixpath.basename(u.rstrip("/")) for u in (source_uri, target_uri))
+    names = tuple(
+        posixpath.basename(dicomweb.strip_query(u).rstrip("/")) for u in (source_uri, target_uri)
+    )
     if names[0] == names[1] or not all(names):
         return "source", "target"
     return names[0], names[1]
@@ -69,6 +72,10 @@ def _image_id(blob: bytes) -> str | None:
 
 
 def _relative(uri: str, root: str) -> str:
+    """``uri``'s path under ``root``; a PACS instance's is ``studies/S/series/X/instances/I``
+    (outside its root's QIDO filters), given a ``.dcm`` ending so its copy lists as DICOM."""
+    if dicomweb.is_dicomweb(root):
+        return uri[len(dicomweb.strip_query(root).rstrip("/")) :].lstrip("/") + ".dcm"
     return uri[len(root.rstrip("/")) :].lstrip("/")
 
 

@@ -30,7 +30,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _user(source: Path, target: Path, labels: Path, **more: object) -> ExperimentConfig:
+def _user(source: Path | str, target: Path, labels: Path, **more: object) -> ExperimentConfig:
     """The experiment on a user's archives (``harmonize experiment --source ...``)."""
     return ExperimentConfig(
         source_uri=str(source), target_uri=str(target), labels_uri=str(labels), **more
@@ -114,3 +114,20 @@ def test_labels_that_match_no_image_are_refused(archive: Path, tmp_path: Path) -
         split_archive(_user(archive / SOURCE, archive / TARGET, wrong), str(tmp_path / "o"))
     message = str(info.value)
     assert "has a label" in message and "SOPInstanceUID" in message and "\n" not in message
+
+
+def test_a_pacs_source_is_copied_as_dicom_files(pacs, archive: Path, tmp_path: Path) -> None:
+    sources = sorted((archive / SOURCE).glob("*.dcm"))
+    for path in sources:
+        pacs.upload(path.read_bytes())
+    config = _user(pacs.root, archive / TARGET, archive, test_fraction=0.5)
+    split = split_archive(config, str(tmp_path / "out"))
+    assert split.source == "dicom-web" and split.target == TARGET
+    copied = sorted((tmp_path / "out").glob("*/dicom-web/studies/*/series/*/instances/*.dcm"))
+    assert len(copied) == len(sources)  # every instance once, as a file the runs list
+    assert sorted(p.read_bytes()[128:132] for p in copied) == [b"DICM"] * len(sources)
+    ids = set()
+    for name in ("train", "test"):
+        table = read_labels(str(tmp_path / "out" / name))
+        ids |= set(table[table.site == "dicom-web"].image_id)
+    assert ids == {p.stem for p in copied}  # the instance's UID names its file
