@@ -88,8 +88,14 @@ class HistogramMatching(ClassicalHarmonizer):
         return np.maximum.accumulate(landmarks.mean(axis=0))
 
     def transform(self, image: np.ndarray) -> np.ndarray:
-        reference = self.fitted_values()
-        levels = quantize(check_display_image(image))
-        cdf = grey_level_cdf(levels)
-        lut = np.interp(cdf, self.probabilities, reference).astype(np.float32)
-        return lut[levels]
+        return match_to_reference(image, self.probabilities, self.fitted_values())
+
+
+def match_to_reference(
+    image: np.ndarray, probabilities: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+    """``image`` mapped through its own CDF and then the ``reference`` quantile function (given
+    at ``probabilities``), by one lookup table over its grey levels."""
+    levels = quantize(check_display_image(image))
+    lut = np.interp(grey_level_cdf(levels), probabilities, reference).astype(np.float32)
+    return lut[levels]

@@ -41,6 +41,15 @@ FAILURE_MODES: dict[str, tuple[str, ...]] = {
         "landmarks fitted on the target only: a source whose histogram has another shape "
         "(a large black mask, a white shutter) gets its landmarks mapped onto the wrong tissue",
     ),
+    "multiscale": (
+        "one gain per detail band per image: a difference that varies across the image (a "
+        "border, a mask, one region processed otherwise) is matched on average only",
+        "band energies include the anatomy: images whose content differs from the target's "
+        "(children, another projection, large implants) get their detail scaled towards the "
+        "target's typical images",
+        "histogram matching follows the band gains: its failure modes apply (borders and "
+        "shutters moved with the intensities)",
+    ),
     "cyclegan": (
         "short CPU training: SSIM(original, harmonized) stays below 0.80 on the synthetic pair "
         "(0.78 curve, 0.65 direct) while the histogram distance falls by about half",

@@ -78,6 +78,12 @@ def _nyul() -> type[ClassicalHarmonizer]:
     return NyulStandardization
 
 
+def _multiscale() -> type[ClassicalHarmonizer]:
+    from harmonize.methods.multiscale import MultiScaleMatching
+
+    return MultiScaleMatching
+
+
 def _cyclegan() -> GanParts:
     from harmonize.gan.cyclegan.config import CycleGANConfig
     from harmonize.gan.cyclegan.networks import build_generator
@@ -116,6 +122,12 @@ METHODS: dict[str, MethodEntry] = {
             CLASSICAL,
             "Fit Nyúl piecewise-linear standardization to the target site.",
             classical=_nyul,
+        ),
+        MethodEntry(
+            "multiscale",
+            CLASSICAL,
+            "Fit multi-scale matching (detail-band energies, then histogram) to the target site.",
+            classical=_multiscale,
         ),
         MethodEntry(
             "cyclegan",

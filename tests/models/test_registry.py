@@ -18,8 +18,8 @@ from harmonize.models.registry import (
 
 
 def test_registry_lists_every_method_by_kind() -> None:
-    assert method_names() == ["histogram", "nyul", "cyclegan", "unit", "cut"]
-    assert method_names(CLASSICAL) == ["histogram", "nyul"]
+    assert method_names() == ["histogram", "nyul", "multiscale", "cyclegan", "unit", "cut"]
+    assert method_names(CLASSICAL) == ["histogram", "nyul", "multiscale"]
     assert method_names(NEURAL) == ["cyclegan", "unit", "cut"]
     assert method("cyclegan").modes == ("direct", "curve", "local")
     assert method("histogram").modes == ("direct",)
