@@ -49,6 +49,8 @@ FAILURE_MODES: dict[str, tuple[str, ...]] = {
         "target's typical images",
         "histogram matching follows the band gains: its failure modes apply (borders and "
         "shutters moved with the intensities)",
+        "detail the source lacks (a blur, missing edge enhancement) is not restored: bands are "
+        "only damped by default, never boosted",
     ),
     "cyclegan": (
         "short CPU training: SSIM(original, harmonized) stays below 0.80 on the synthetic pair "

@@ -38,7 +38,9 @@ def test_quick_experiment_writes_a_report_per_family(tmp_path: Path) -> None:
     assert [f.source for f in result.families] == list(FAMILIES) == list(record["families"])
     for family in result.families:
         runs = _runs(record, family.source)
-        assert set(runs) == {"histogram", "nyul", "cyclegan-curve", "unit-curve", "cut-curve"}
+        assert set(runs) == {
+            "histogram", "nyul", "multiscale", "cyclegan-curve", "unit-curve", "cut-curve"
+        }  # fmt: skip
         in_domain = _runs(record, family.source, "in_domain_runs")
         assert set(in_domain) == set(runs)  # the target's images through every method too
         for uri in in_domain.values():
@@ -57,11 +59,11 @@ def test_quick_experiment_writes_a_report_per_family(tmp_path: Path) -> None:
             assert heading in markdown
         assert f'original (source site "{family.source}")' in markdown
         assert f'in-domain (target site "{TARGET}")' in markdown
-        for method in ("histogram", "nyul", "cyclegan", "unit", "cut"):
+        for method in ("histogram", "nyul", "multiscale", "cyclegan", "unit", "cut"):
             assert f"in-domain, harmonized by {method}" in markdown
         table = family.report.classifier
         assert table is not None
-        methods = {"histogram", "nyul", "cyclegan", "unit", "cut"}
+        methods = {"histogram", "nyul", "multiscale", "cyclegan", "unit", "cut"}
         assert {row.condition for row in table.rows} >= methods
         report_dir = tmp_path / "report" / family.source
         for png in ("histograms.png", "ssim.png", "roc.png", "montage.png"):
