@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from s3server import free_ports
+from s3server import free_ports, terminate
 
 ORTHANC = "/usr/sbin/Orthanc"
 PLUGINS = Path("/usr/share/orthanc/plugins")
@@ -109,12 +109,6 @@ class OrthancServer:
             self.session.delete(f"{self.url}/studies/{study}", timeout=30).raise_for_status()
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.session.close()
         self._log.close()

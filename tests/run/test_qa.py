@@ -22,6 +22,7 @@ from harmonize.io.storage import Storage
 from harmonize.methods.base import Harmonizer
 from harmonize.metrics.histogram import HIST_BINS
 from harmonize.models.registry import load_model
+from harmonize.run.local import LocalExecutor
 from harmonize.run.qa import (
     REASONS,
     QaThresholds,
@@ -160,20 +161,12 @@ class CornerScorer:
         return np.array([0.9 if im[:CORNER, :CORNER].mean() > 0.95 else 0.1 for im in images])
 
 
-class PlantedExecutor:
+class PlantedExecutor(LocalExecutor):
     """The local executor's stages (``process_object``), with the planted harmonizer and the
     stub classifier instead of the ones the spec names."""
 
-    name = "local"
-
     def __init__(self, harmonizer: Harmonizer) -> None:
         self.harmonizer = harmonizer
-
-    def __enter__(self) -> PlantedExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
     def rows(
         self, todo: list[dict[str, Any]], spec: RunSpec, storage: Storage
