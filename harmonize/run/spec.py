@@ -69,12 +69,16 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
-        """Identifies everything that decides a manifest row: the pixels and, when scores are
-        asked for, the classifier. Objects already ``ok`` under the same hash are skipped by a
-        re-run (a run that adds a classifier therefore scores every object again)."""
-        if self.classifier_hash is None:
+        """Identifies everything that decides a manifest row: the pixels, the classifier when
+        scores are asked for, and the PACS the derived images are stored to (``store_uri``).
+        Objects already ``ok`` under the same hash are skipped by a re-run (a run that adds a
+        classifier, or stores into another PACS, therefore processes every object again)."""
+        if self.classifier_hash is None and self.store_uri is None:
             return self.pixels_hash
-        key = json.dumps([self.pixels_hash, self.classifier_hash])
+        parts = [self.pixels_hash, self.classifier_hash]
+        if self.store_uri is not None:  # without one, the hashes of older manifests are kept
+            parts.append(self.store_uri)
+        key = json.dumps(parts)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def out_uri_for(self, source_uri: str) -> str:

@@ -24,6 +24,16 @@ def test_adding_a_classifier_changes_the_skip_key_but_not_the_image_folder() -> 
     )
 
 
+def test_storing_into_another_pacs_changes_the_skip_key() -> None:
+    plain = RunSpec("in", "out", "histogram", "m", "abc", "run-1")
+    scored = replace(plain, classifier_uri="clf", classifier_hash="h1")
+    a, b = (replace(plain, store_uri=f"dicomweb+http://pacs-{k}/dicom-web") for k in "ab")
+    hashes = {plain.config_hash, scored.config_hash, a.config_hash, b.config_hash}
+    assert len(hashes) == 4
+    assert replace(scored, store_uri=a.store_uri).config_hash not in hashes
+    assert a.pixels_hash == plain.pixels_hash  # the derived pixels are the same
+
+
 def test_derived_images_keep_their_path_below_the_input_prefix() -> None:
     spec = RunSpec("s3://b/in", "s3://b/out", "nyul", "m", "abc", "run-1")
     folder = f"s3://b/out/images/nyul/{spec.pixels_hash}"
