@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow.fs as pafs
 
 from harmonize.errors import StorageError
 from harmonize.io import dicomweb
 from harmonize.io.retry import DEFAULT_RETRY_SECONDS, with_retries
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,13 +118,24 @@ class Storage:
     def _pacs(self) -> dict[str, dicomweb.DicomWebArchive]:
         return {}  # DICOMweb clients by service root, built in the process that uses them
 
-    def _dicomweb(self, uri: str) -> tuple[dicomweb.DicomWebArchive, dicomweb.Location]:
+    def _on_pacs(
+        self,
+        uri: str,
+        what: str,
+        operation: Callable[[dicomweb.DicomWebArchive, dicomweb.Location], T],
+    ) -> T:
+        """``operation`` on the PACS and location of the DICOMweb ``uri``, within the retry
+        budget (the client is built first, outside it: missing credentials fail at once)."""
         location = dicomweb.parse(uri)
         if location.root not in self._pacs:
             pacs = dicomweb.DicomWebArchive(location.root)
-            pacs.client  # noqa: B018 - built here, not retried: missing credentials fail at once
+            pacs.client  # noqa: B018 - built here, not retried
             self._pacs[location.root] = pacs
-        return self._pacs[location.root], location
+        pacs = self._pacs[location.root]
+        return with_retries(
+            lambda: operation(pacs, location), what, uri, budget=self.retry_seconds,
+            hint=dicomweb.HINT,
+        )  # fmt: skip
 
     @cached_property
     def _s3fs(self) -> pafs.S3FileSystem:
@@ -172,11 +185,7 @@ class Storage:
             StorageError: the prefix does not exist or cannot be listed.
         """
         if dicomweb.is_dicomweb(uri):
-            pacs, location = self._dicomweb(uri)
-            uris = with_retries(
-                lambda: pacs.list(location), "list", uri, budget=self.retry_seconds,
-                hint=dicomweb.HINT,
-            )  # fmt: skip
+            uris = self._on_pacs(uri, "list", dicomweb.DicomWebArchive.list)
             return [ObjectInfo(u, 0, dicomweb.etag_of(u)) for u in sorted(uris)]
         suffixes = tuple(s.lower() for s in suffixes)
         if is_s3(uri):
@@ -218,11 +227,7 @@ class Storage:
     def read(self, uri: str) -> bytes:
         """The whole content of one object (a DICOMweb instance: as a Part-10 file)."""
         if dicomweb.is_dicomweb(uri):
-            pacs, location = self._dicomweb(uri)
-            return with_retries(
-                lambda: pacs.read(location), "read", uri, budget=self.retry_seconds,
-                hint=dicomweb.HINT,
-            )  # fmt: skip
+            return self._on_pacs(uri, "read", dicomweb.DicomWebArchive.read)
         fs, path = self.filesystem(uri)
 
         def read() -> bytes:
@@ -233,11 +238,7 @@ class Storage:
 
     def exists(self, uri: str) -> bool:
         if dicomweb.is_dicomweb(uri):
-            pacs, location = self._dicomweb(uri)
-            return with_retries(
-                lambda: pacs.exists(location), "check", uri, budget=self.retry_seconds,
-                hint=dicomweb.HINT,
-            )  # fmt: skip
+            return self._on_pacs(uri, "check", dicomweb.DicomWebArchive.exists)
         fs, path = self.filesystem(uri)
         return with_retries(
             lambda: bool(fs.get_file_info(path).type != pafs.FileType.NotFound),
@@ -249,11 +250,7 @@ class Storage:
         a partial write (local: temporary file + rename; S3: a single PUT or completed upload;
         DICOMweb: one STOW-RS store of the Part-10 file whose UIDs the instance URI names)."""
         if dicomweb.is_dicomweb(uri):
-            pacs, location = self._dicomweb(uri)
-            with_retries(
-                lambda: pacs.store(location, data), "store", uri, budget=self.retry_seconds,
-                hint=dicomweb.HINT,
-            )  # fmt: skip
+            self._on_pacs(uri, "store", lambda pacs, location: pacs.store(location, data))
             return
         if is_s3(uri):
             fs, path = self.filesystem(uri)
