@@ -49,6 +49,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
+from harmonize.dicom.header import dcm_code
 from harmonize.errors import ConfigError, DicomError
 
 RETAIN_DATES = ("none", "modified", "full")
@@ -290,17 +291,9 @@ def _mark(ds: Dataset, options: DeidentifyOptions) -> None:
         codes.append(DEVICE_CODE)
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = f"harmonize (dicognito {dicognito_version}): PS3.15 Basic Profile"
-    ds.DeidentificationMethodCodeSequence = [_code(value, meaning) for value, meaning in codes]
+    ds.DeidentificationMethodCodeSequence = [dcm_code(value, meaning) for value, meaning in codes]
     ds.LongitudinalTemporalInformationModified = {
         "none": "REMOVED",
         "modified": "MODIFIED",
         "full": "UNMODIFIED",
     }[options.retain_dates]
-
-
-def _code(value: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = "DCM"
-    item.CodeMeaning = meaning
-    return item

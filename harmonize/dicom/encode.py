@@ -37,7 +37,12 @@ from pydicom.uid import (
 
 from harmonize.dicom.deidentify import DeidentifyOptions
 from harmonize.dicom.deidentify import deidentify as deidentify_dataset
-from harmonize.dicom.header import has_transfer_syntax, without_pixel_data, write_dataset
+from harmonize.dicom.header import (
+    dcm_code,
+    has_transfer_syntax,
+    without_pixel_data,
+    write_dataset,
+)
 from harmonize.dicom.values import MONOCHROME, display_to_stored
 from harmonize.errors import DicomError
 from harmonize.io.dicomweb import DERIVED_SERIES  # a PACS listing leaves these series out
@@ -287,10 +292,7 @@ def _make_derived_attributes(
         max_chars=1024,
     )
 
-    purpose = Dataset()
-    purpose.CodeValue = "121322"
-    purpose.CodingSchemeDesignator = "DCM"
-    purpose.CodeMeaning = "Source image for image processing operation"
+    purpose = dcm_code("121322", "Source image for image processing operation")
     source_ref = Dataset()
     source_ref.ReferencedSOPClassUID = source_sop_class
     source_ref.ReferencedSOPInstanceUID = source_sop_instance
@@ -326,12 +328,8 @@ def _make_derived_attributes(
 def _add_contributing_equipment(ds: Dataset, method: str, model_hash: str | None) -> None:
     """Append harmonize to the Contributing Equipment Sequence, as IHE AI Results asks: the
     method as model name, harmonize's version, and a device UID per model version."""
-    purpose = Dataset()
-    purpose.CodeValue = "109102"
-    purpose.CodingSchemeDesignator = "DCM"
-    purpose.CodeMeaning = "Processing Equipment"
     equipment = Dataset()
-    equipment.PurposeOfReferenceCodeSequence = [purpose]
+    equipment.PurposeOfReferenceCodeSequence = [dcm_code("109102", "Processing Equipment")]
     equipment.Manufacturer = "harmonize"
     _set_text(equipment, "ManufacturerModelName", method, max_chars=64)
     equipment.SoftwareVersions = _package_version()

@@ -3,6 +3,7 @@
 A run decodes an image in one process and writes its derived image in another: the header travels
 between them as `header_to_bytes` and comes back as `header_from_bytes`. `write_dataset` is the one
 place that turns a dataset into Part-10 bytes (the derived image is written through it too).
+`dcm_code` makes one item of a code sequence (DICOM's own "DCM" scheme).
 
 Example::
 
@@ -81,3 +82,12 @@ def write_dataset(
     except Exception as err:
         raise DicomError(f"{failure} ({type(err).__name__}: {err}); {fix}") from err
     return buffer.getvalue()
+
+
+def dcm_code(value: str, meaning: str) -> Dataset:
+    """One code sequence item of the DCM coding scheme (PS3.16), e.g. a purpose of reference."""
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = "DCM"
+    item.CodeMeaning = meaning
+    return item
