@@ -121,12 +121,20 @@ def intended_use(
     }
 
 
+def checked_histogram(values: object, bins: int) -> tuple[np.ndarray | None, str]:
+    """``values`` as a usable histogram of ``bins`` bins (finite, non-negative, not all zero),
+    or None and what is wrong with it (a phrase after "a target_histogram")."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None, "that is not a list of numbers"
+    if arr.shape != (bins,):
+        return None, f"of shape {arr.shape}, expected {bins} bins"
+    if not (np.all(np.isfinite(arr)) and np.all(arr >= 0) and arr.sum() > 0):
+        return None, "with negative, non-finite or all-zero bins"
+    return arr, ""
+
+
 def card_target_histogram(card: Mapping[str, Any], bins: int) -> np.ndarray | None:
     """The card's ``target_histogram`` when it is a usable histogram of ``bins`` bins."""
-    try:
-        values = np.asarray(card.get("target_histogram"), dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    if values.shape != (bins,) or not np.all(np.isfinite(values)):
-        return None
-    return values if np.all(values >= 0) and values.sum() > 0 else None
+    return checked_histogram(card.get("target_histogram"), bins)[0]

@@ -25,6 +25,7 @@ from harmonize.errors import HarmonizeError
 from harmonize.io.manifest import MANIFEST_DIR, STATUS_ERROR, STATUS_OK, read_manifest
 from harmonize.io.storage import Storage, join
 from harmonize.metrics.histogram import HIST_BINS
+from harmonize.models.cards import checked_histogram
 from harmonize.models.files import HARMONIZER_FILE
 
 GROUP_KEYS = ("method", "mode", "config_hash")
@@ -153,20 +154,9 @@ class TargetHistogram:
 
 
 def _check_histogram(values: object, where: str) -> TargetHistogram:
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        return TargetHistogram(
-            None, f"{where} has a target_histogram that is not a list of numbers"
-        )
-    if arr.shape != (HIST_BINS,):
-        return TargetHistogram(
-            None, f"{where} has a target_histogram of shape {arr.shape}, expected {HIST_BINS} bins"
-        )
-    if not (np.all(np.isfinite(arr)) and np.all(arr >= 0) and arr.sum() > 0):
-        return TargetHistogram(
-            None, f"{where} has a target_histogram with negative, non-finite or all-zero bins"
-        )
+    arr, problem = checked_histogram(values, HIST_BINS)
+    if arr is None:
+        return TargetHistogram(None, f"{where} has a target_histogram {problem}")
     return TargetHistogram(arr, where)
 
 
