@@ -11,7 +11,8 @@ smoke figures say nothing about the targets.
 Sections: ``training`` (``benchmarks.train.measure_variant``: the reference recipe against the
 tuned configuration for every GAN of the registry, each configuration in a fresh process);
 ``streaming`` (``benchmarks.device_stream``); ``ssim`` (our SSIM on the device against
-scikit-image on the same images); ``decode`` (``benchmarks.device_decode``).
+scikit-image on the same images); ``decode`` (``benchmarks.device_decode``); ``checks``
+(``benchmarks.device_checks``: the GPU-only tests, pass/fail).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,22 @@ import torch
 
 from harmonize.errors import HarmonizeError
 
-SECTIONS = ("training", "streaming", "ssim", "decode")
+SECTIONS = ("training", "streaming", "ssim", "decode", "checks")
 # Seconds each section may take on a GPU (with its set-up); the whole stays under 8 minutes.
-BUDGET_S = {"training": 210.0, "streaming": 120.0, "ssim": 30.0, "decode": 75.0}
-SMOKE_BUDGET_S = {"training": 30.0, "streaming": 30.0, "ssim": 10.0, "decode": 20.0}
+BUDGET_S = {
+    "training": 220.0,
+    "streaming": 100.0,
+    "ssim": 30.0,
+    "decode": 60.0,
+    "checks": 50.0,
+}
+SMOKE_BUDGET_S = {
+    "training": 30.0,
+    "streaming": 30.0,
+    "ssim": 10.0,
+    "decode": 20.0,
+    "checks": 40.0,
+}
 
 
 @dataclass
@@ -135,15 +148,32 @@ def _measure_in_fresh_process(variant: Any, timeout: float) -> dict[str, Any]:
 
 
 def run_training(plan: Plan, section: Section, echo: Callable[[str], Any]) -> None:
+    """Every GAN's reference recipe against its tuned configuration (what training does on a
+    GPU by default), and for the first (CycleGAN) also the tuned configuration replayed as CUDA
+    graphs; each ratio to the reference against the 8x target."""
     from harmonize.benchmarks.train import Variant, measure_variant
-    from harmonize.gan.recipe import Precision
     from harmonize.models.registry import METHODS, NEURAL
 
-    crop, batch = (32, 2) if plan.smoke else (256, 8)
+    crop, batch = (32, 2) if plan.smoke else (256, 16)
     ref_steps, tuned_steps, warmup = (1, 1, 0) if plan.smoke else (20, 10, 3)
-    configurations: list[tuple[str, int, Precision, bool, bool, int]] = [
-        ("reference", 1, "fp32", False, False, ref_steps),
-        ("tuned", batch, "bf16" if plan.cuda else "fp32", plan.cuda, plan.cuda, tuned_steps),
+    gpu = plan.cuda
+    tuned = Variant(
+        "",
+        "tuned",
+        batch,
+        crop,
+        "bf16" if gpu else "fp32",
+        gpu,
+        gpu,
+        tuned_steps,
+        warmup,
+        fused_optimizer=gpu,
+        cudnn_benchmark=gpu,
+    )
+    configurations = [
+        Variant("", "reference", 1, crop, "fp32", False, False, ref_steps, warmup),
+        tuned,
+        replace(tuned, name="tuned + CUDA graphs", cuda_graphs=True),
     ]
     section.details["crop"], section.details["rows"] = crop, []
     methods = [m for m, entry in METHODS.items() if entry.kind == NEURAL]
@@ -153,13 +183,15 @@ def run_training(plan: Plan, section: Section, echo: Callable[[str], Any]) -> No
         methods = methods[:1]
     for method in methods:
         rates: dict[str, float] = {}
-        for name, b, precision, channels_last, compiled, steps in configurations:
-            variant = Variant(
-                method, name, b, crop, precision, channels_last, compiled, steps, warmup
-            )
+        for configuration in configurations:
+            variant = replace(configuration, method=method)
+            if variant.cuda_graphs and (not gpu or method != methods[0]):
+                if method == methods[0]:
+                    section.missing(f"{method} {variant.name}", "CUDA graphs need a GPU")
+                continue
             left = plan.deadline - time.perf_counter()
             if left <= 1:
-                section.missing(f"{method} {name}", "the section's time budget was spent")
+                section.missing(f"{method} {variant.name}", "the section's time budget was spent")
                 continue
             try:  # smoke: in this process (a fresh one costs seconds of imports on a CPU)
                 row = (
@@ -168,17 +200,16 @@ def run_training(plan: Plan, section: Section, echo: Callable[[str], Any]) -> No
                     else _measure_in_fresh_process(variant, left)
                 )
             except Exception as err:  # noqa: BLE001 - one configuration's failure is its reason
-                section.missing(f"{method} {name}", f"{type(err).__name__}: {err}"[:300])
+                section.missing(f"{method} {variant.name}", f"{type(err).__name__}: {err}"[:300])
                 continue
             section.details["rows"].append(row)
-            rates[name] = row["pairs_per_s"]
-            section.figure(f"{method} {name} pairs/s", row["pairs_per_s"], "pairs/s")
-            section.figure(f"{method} {name} peak memory", row["peak_bytes"] / 2**20, "MiB")
-            echo(f"  training {method} {name}: {row['pairs_per_s']:.2f} pairs/s")
-        if len(rates) == 2:
-            section.figure(
-                f"{method} tuned / reference", rates["tuned"] / rates["reference"], "x", 8.0
-            )
+            rates[variant.name] = row["pairs_per_s"]
+            section.figure(f"{method} {variant.name} pairs/s", row["pairs_per_s"], "pairs/s")
+            section.figure(f"{method} {variant.name} peak memory", row["peak_bytes"] / 2**20, "MiB")
+            echo(f"  training {method} {variant.name}: {row['pairs_per_s']:.2f} pairs/s")
+        for name, rate in rates.items():
+            if name != "reference" and "reference" in rates:
+                section.figure(f"{method} {name} / reference", rate / rates["reference"], "x", 8.0)
 
 
 # -- SSIM --------------------------------------------------------------------------------------
@@ -219,6 +250,7 @@ def run_ssim(plan: Plan, section: Section, echo: Callable[[str], Any]) -> None:
 
 # -- the whole run -----------------------------------------------------------------------------
 def _runners() -> dict[str, Callable[[Plan, Section, Callable[[str], Any]], None]]:
+    from harmonize.benchmarks.device_checks import run_checks
     from harmonize.benchmarks.device_decode import run_decode
     from harmonize.benchmarks.device_stream import run_streaming
 
@@ -227,6 +259,7 @@ def _runners() -> dict[str, Callable[[Plan, Section, Callable[[str], Any]], None
         "streaming": run_streaming,
         "ssim": run_ssim,
         "decode": run_decode,
+        "checks": run_checks,
     }
 
 

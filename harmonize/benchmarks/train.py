@@ -6,7 +6,9 @@ CUT's ResNet-9 generator and 70x70 PatchGAN, UNIT's shared-latent networks) on t
 crops:
 
 - reference: batch 1, fp32, eager, NCHW (the published recipe's execution);
-- tuned: a larger batch, and on CUDA bf16 autocast, channels-last memory and ``torch.compile``.
+- tuned: a larger batch, and on CUDA what training does there by default: bf16 autocast,
+  channels-last memory, ``torch.compile``, Adam's fused kernels and cuDNN's autotuner
+  (``harmonize bench device`` also times it replayed as CUDA graphs).
 
 Throughput is image pairs per second (one pair = one source and one target crop) over timed
 steps after warm-up steps (which absorb compilation). Peak memory is what training added to
@@ -51,6 +53,9 @@ class Variant:
     compile: bool
     steps: int
     warmup: int
+    fused_optimizer: bool = False
+    cudnn_benchmark: bool = False
+    cuda_graphs: bool = False
 
 
 def measure_variant(variant: Variant) -> dict[str, Any]:
@@ -64,6 +69,7 @@ def measure_variant(variant: Variant) -> dict[str, Any]:
         before = torch.cuda.memory_allocated()
     else:
         before = psutil.Process().memory_info().rss
+    torch.backends.cudnn.benchmark = variant.cudnn_benchmark
     recipe = gan_parts(variant.method).recipe(
         None,  # the method's published defaults
         steps=10_000,
@@ -72,6 +78,8 @@ def measure_variant(variant: Variant) -> dict[str, Any]:
         precision=variant.precision,
         channels_last=variant.channels_last,
         compile=variant.compile,
+        cuda_graphs=variant.cuda_graphs,
+        fused_optimizer=variant.fused_optimizer,
     )
     gen = torch.Generator().manual_seed(0)
     shape = (variant.batch, 1, variant.crop, variant.crop)
@@ -114,13 +122,14 @@ def run_train_benchmark(
     gan_parts(method)  # an unknown or classical method fails here, in one sentence
     cuda = torch.cuda.is_available()
     crop = crop_size or (256 if cuda else 128)
-    batch = batch_size or (8 if cuda else 4)
+    batch = batch_size or (16 if cuda else 4)
     compile = cuda if compile is None else compile
     where = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
     echo(f"machine: {platform.machine()}, {where}, torch {torch.__version__}")
     tuned = (
         f"tuned: batch {batch}, {'bf16' if cuda else 'fp32'}"
-        f"{', channels-last' if cuda else ''}{', compiled' if compile else ''}"
+        f"{', channels-last, fused Adam, cuDNN autotuner' if cuda else ''}"
+        f"{', compiled' if compile else ''}"
     )
     configurations: list[tuple[str, int, Precision, bool, bool]] = [
         ("reference: batch 1, fp32, eager", 1, "fp32", False, False),
@@ -129,9 +138,9 @@ def run_train_benchmark(
     methods = [method] if method == BASELINE else [method, BASELINE]
     measure = _measure_isolated if isolate else measure_variant
     rows = [
-        measure(Variant(m, name, b, crop, precision, channels_last, compiled, steps, warmup))
+        measure(Variant(m, name, b, crop, precision, gpu, compiled, steps, warmup, gpu, gpu))
         for m in methods
-        for name, b, precision, channels_last, compiled in configurations
+        for name, b, precision, gpu, compiled in configurations
     ]
     result: dict[str, Any] = {"method": method, "crop": crop, "rows": rows, "device": where}
     result["speedup"] = rows[1]["pairs_per_s"] / rows[0]["pairs_per_s"]

@@ -157,7 +157,7 @@ def bench_train_data(
 )
 @click.option(
     "--sections",
-    default="training,streaming,ssim,decode",
+    default="training,streaming,ssim,decode,checks",
     show_default=True,
     help="Comma-separated sections to run.",
 )
@@ -165,8 +165,9 @@ def bench_train_data(
 def bench_device(smoke: bool, out_dir: str, sections: str, workdir: str | None) -> None:
     """The prepared GPU benchmark, without Ray: training (reference vs tuned, every GAN),
     streaming (local executor, curve vs direct), SSIM (device vs scikit-image) and decode
-    (nvImageCodec vs pylibjpeg-openjpeg on one core), each within its own time budget (under 8
-    minutes in all); writes OUT/device-bench.json and OUT/device-bench.md."""
+    (nvImageCodec vs pylibjpeg-openjpeg on one core) and checks (the GPU-only tests, by
+    pytest), each within its own time budget (under 8 minutes in all); writes
+    OUT/device-bench.json and OUT/device-bench.md."""
     from harmonize.benchmarks.device import run_device_benchmark
 
     run_device_benchmark(

@@ -74,10 +74,12 @@ def split_scores(scores: ScoresT, n: int) -> tuple[ScoresT, ScoresT]:
     return scores[:n], scores[n:]
 
 
-def _detached(images: ImagesT) -> ImagesT:
-    """A generator step's images with every tensor detached."""
+def _detached(images: ImagesT, copy: bool = False) -> ImagesT:
+    """A generator step's images with every tensor detached (and copied with ``copy``)."""
     named: Any = images  # a NamedTuple of tensors or None (a Protocol cannot say so to mypy)
-    return named._make(None if t is None else t.detach() for t in named)
+    return named._make(
+        None if t is None else t.detach().clone() if copy else t.detach() for t in named
+    )
 
 
 class GanRecipeBase(Generic[ImagesT, ScoresT]):
@@ -95,6 +97,11 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         precision: ``bf16`` runs the networks under ``torch.autocast`` (losses stay float32).
         channels_last: keep networks and batches in channels-last memory format.
         compile: ``torch.compile`` each network in place (same module, same state_dict keys).
+        cuda_graphs: compile in ``reduce-overhead`` mode, which replays each network's forward
+            and backward as CUDA graphs (needs ``compile`` and a CUDA device; one process: a
+            DDP-wrapped run should leave it off). See ``train_step`` for what it changes.
+        fused_optimizer: Adam's fused implementation (one kernel per parameter group; the
+            same update up to rounding).
     """
 
     method: ClassVar[str]
@@ -117,6 +124,8 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         precision: Precision = "fp32",
         channels_last: bool = False,
         compile: bool = False,
+        cuda_graphs: bool = False,
+        fused_optimizer: bool = False,
     ) -> None:
         if not isinstance(config, self.config_class):
             config = self.config_class.from_dict(config)
@@ -131,10 +140,12 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
             precision=precision,
             channels_last=channels_last,
             compile=compile,
+            cuda_graphs=cuda_graphs,
             wrap=wrap,
         )
 
-        betas, options = (config.beta1, config.beta2), self._adam_options()
+        betas = (config.beta1, config.beta2)
+        options = {**self._adam_options(), **({"fused": True} if fused_optimizer else {})}
         self.optimizer_g = torch.optim.Adam(
             self.generators.parameters(), config.lr, betas=betas, **options
         )
@@ -154,29 +165,48 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         precision: str,
         channels_last: bool,
         compile: bool,
+        cuda_graphs: bool,
         wrap: Wrap | None,
     ) -> None:
         """Put the (initialised) generators and discriminators on ``device`` in the memory format,
-        compile them in place when asked, and keep their training views ``wrap``-ped (DDP) as
-        ``generators_train`` / ``discriminators_train``."""
+        compile them in place when asked (replayed as CUDA graphs with ``cuda_graphs``), and
+        keep their training views ``wrap``-ped (DDP) as ``generators_train`` /
+        ``discriminators_train``."""
         if precision not in ("bf16", "fp32"):
             raise ConfigError(f'precision must be "bf16" or "fp32", got "{precision}"')
         self.device = torch.device(device)
+        if cuda_graphs and not (compile and self.device.type == "cuda"):
+            raise ConfigError(
+                f"cuda_graphs needs compile on and a CUDA device (got compile={compile}, device "
+                f"{self.device}); turn compile on and train on a GPU, or set cuda_graphs off"
+            )
+        self.cuda_graphs = cuda_graphs
         self.bf16 = precision == "bf16"
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for pair in (self.generators, self.discriminators):
             pair.to(self.device)
             pair.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         if compile:
+            mode = "reduce-overhead" if cuda_graphs else None
             for net in (*self.generators.children(), *self.discriminators.children()):
-                net.compile()
+                net.compile(mode=mode)
         wrap = wrap or (lambda module: module)
         self.generators_train = wrap(self.generators)
         self.discriminators_train = wrap(self.discriminators)
 
     # -- the training step -------------------------------------------------------------------------
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
-        """One generator step, one discriminator step, one LR-schedule step; the losses."""
+        """One generator step, one discriminator step, one LR-schedule step; the losses.
+
+        With ``cuda_graphs`` each network's outputs live in memory that the network's next
+        replay overwrites. The step therefore marks its beginning for torch's CUDA-graph trees
+        (the previous step's outputs are dead by then), and nothing a network made outlives
+        its use inside the step: the losses are computed from the outputs before the next
+        replay, the fakes the generator step hands on are copies (``generator_step``), and the
+        image pools keep copies (``ImagePool.query``).
+        """
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         real_a, real_b = self._prepare(real_a), self._prepare(real_b)
         images, losses_g = self.generator_step(real_a, real_b)
         losses_d = self.discriminator_step(real_a, real_b, images.fake_a, images.fake_b)
@@ -190,8 +220,9 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
     def generator_step(
         self, real_a: torch.Tensor, real_b: torch.Tensor
     ) -> tuple[ImagesT, dict[str, torch.Tensor]]:
-        """Update the generators with the discriminators fixed; the images made (detached) and
-        the detached loss terms."""
+        """Update the generators with the discriminators fixed; the images made (detached;
+        copies with ``cuda_graphs``, so that a later replay cannot overwrite them) and the
+        detached loss terms."""
         real_a, real_b = self._prepare(real_a), self._prepare(real_b)
         inputs = self._generator_inputs(real_a, real_b)
         set_requires_grad(self.discriminators, False)
@@ -204,7 +235,8 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         losses["g_total"].backward()
         self.optimizer_g.step()
         self.optimizer_g.zero_grad(set_to_none=True)  # no stale gradients between steps
-        return _detached(images), {name: value.detach() for name, value in losses.items()}
+        kept = _detached(images, copy=self.cuda_graphs)
+        return kept, {name: value.detach() for name, value in losses.items()}
 
     def discriminator_step(
         self,

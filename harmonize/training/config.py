@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from harmonize.io.storage import Storage
 
 PRECISIONS = ("auto", "bf16", "fp32")
+#: ``compile: auto`` compiles on CUDA for runs at least this long (compiling the four networks
+#: costs a minute or two, which a short run does not win back).
+COMPILE_MIN_STEPS = 1_000
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -46,7 +49,13 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (one is always written at the end).
         precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16`` or ``fp32``.
         channels_last: ``auto`` (on CUDA), true or false.
-        compile: ``torch.compile`` the networks (slow first steps; for long GPU runs).
+        compile: ``torch.compile`` the networks: ``auto`` (on CUDA for runs of at least
+            ``COMPILE_MIN_STEPS`` steps), true or false.
+        cuda_graphs: replay the compiled networks as CUDA graphs (``reduce-overhead``; CUDA,
+            compile on, one GPU). Off by default until ``harmonize bench device`` has measured
+            it on the GPUs it is meant for.
+        On CUDA, training also uses Adam's fused kernels and cuDNN's autotuner (fixed crop
+        sizes): the tuned configuration ``harmonize bench train`` measures.
         model: the method's model settings (e.g. ``{"ngf": 8, "n_blocks": 2}``); see
             ``CycleGANConfig``, ``UNITConfig``, ``CUTConfig``.
         validation_images: source images harmonized at the end for the model card.
@@ -64,7 +73,8 @@ class TrainConfig:
     checkpoint_every: int = 2_000
     precision: str = "auto"
     channels_last: bool | str = "auto"
-    compile: bool = False
+    compile: bool | str = "auto"
+    cuda_graphs: bool = False
     model: Mapping[str, Any] = field(default_factory=dict)
     validation_images: int = 8
 
@@ -91,13 +101,14 @@ class TrainConfig:
                 "crop_size",
             )
         check_choice(owner, "precision", self.precision, PRECISIONS)
-        if not isinstance(self.channels_last, bool) and self.channels_last != "auto":
-            raise FieldError(
-                f"training channels_last must be auto, true or false, got {self.channels_last!r}",
-                "channels_last",
-            )
+        for name in ("channels_last", "compile"):
+            value = getattr(self, name)
+            if not isinstance(value, bool) and value != "auto":
+                raise FieldError(
+                    f"training {name} must be auto, true or false, got {value!r}", name
+                )
         check_bool(owner, "flip", self.flip)
-        check_bool(owner, "compile", self.compile)
+        check_bool(owner, "cuda_graphs", self.cuda_graphs)
         if not isinstance(self.model, Mapping):
             raise FieldError(
                 f"training model must be a mapping of model settings, got {self.model!r}", "model"
@@ -116,12 +127,18 @@ class TrainConfig:
     def resolved(self, device: torch.device) -> dict[str, Any]:
         """The config as plain values with its automatic choices made for ``device`` (what a
         checkpoint and the model card record)."""
-        auto = self.channels_last == "auto"
+        cuda = device.type == "cuda"
+        compile = (
+            cuda and self.steps >= COMPILE_MIN_STEPS if self.compile == "auto" else self.compile
+        )
         return {
             **self.to_dict(),
             "decay_start": self.decay_start_step,
             "precision": resolve_precision(self.precision, device),
-            "channels_last": device.type == "cuda" if auto else bool(self.channels_last),
+            "channels_last": cuda if self.channels_last == "auto" else bool(self.channels_last),
+            "compile": bool(compile),
+            "fused_optimizer": cuda,
+            "cudnn_benchmark": cuda,
         }
 
 

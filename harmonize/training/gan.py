@@ -80,6 +80,15 @@ class GanTask:
         self, device: torch.device, rank: int, wrap: Callable[[nn.Module], nn.Module] | None
     ) -> dict[str, Any]:
         config, resolved = self.config, self.config.resolved(device)
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if config.cuda_graphs and distributed and torch.distributed.get_world_size() > 1:
+            raise ConfigError(
+                "cuda_graphs replays each network on one GPU and does not combine with "
+                "DistributedDataParallel; train on one GPU or set cuda_graphs: false"
+            )
+        # Fixed crop sizes: let cuDNN pick each convolution's fastest algorithm once.
+        if resolved["cudnn_benchmark"]:
+            torch.backends.cudnn.benchmark = True
         self.device = device
         self.recipe = gan_parts(config.method).recipe(
             config.model,
@@ -91,7 +100,9 @@ class GanTask:
             wrap=wrap,
             precision=resolved["precision"],
             channels_last=resolved["channels_last"],
-            compile=config.compile,
+            compile=resolved["compile"],
+            cuda_graphs=config.cuda_graphs,
+            fused_optimizer=resolved["fused_optimizer"],
         )
         return resolved
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harmonize.benchmarks.device import SECTIONS, Section, markdown, run_device_benchmark
+from harmonize.cli.bench import bench_device
 from harmonize.errors import HarmonizeError
 
 # What the bare GPU machine lacks (Ray above all) cannot be imported in the run or its children.
@@ -36,6 +37,7 @@ def test_smoke_writes_every_section_without_ray(tmp_path: Path) -> None:
     report = json.loads((out / "device-bench.json").read_text())
     assert report["smoke"] is True and report["machine"]["torch"]
     assert list(report["sections"]) == list(SECTIONS)
+    assert bench_device.params[2].default == ",".join(SECTIONS)  # the CLI runs every section
     for name, section in report["sections"].items():
         # Every section measured something or says why not; nothing failed for want of Ray.
         assert section["figures"] or section["unmeasured"], name
@@ -53,6 +55,9 @@ def test_smoke_writes_every_section_without_ray(tmp_path: Path) -> None:
     md = (out / "device-bench.md").read_text()
     assert md.startswith("# harmonize bench device (smoke")
     assert "| cyclegan tuned / reference |" in md and "- unmeasured: J2K lossless GPU" in md
+    checks = report["sections"]["checks"]  # the GPU test modules ran; their GPU tests skipped
+    assert figures["tests failed (GPU test modules)"]["value"] == 0
+    assert checks["details"]["skipped"] >= 1 and "skipped here" in checks["unmeasured"][0]
 
 
 def test_unknown_section_is_refused_in_one_sentence(tmp_path: Path) -> None:

@@ -230,3 +230,45 @@ def test_saved_generator_rebuilds_from_its_model_config(method, tiny_recipe, toy
     assert not torch.equal(
         next(iter(weights.values())), next(iter(recipe.generator_state().values()))
     )
+
+
+def test_fused_adam_makes_the_same_updates_as_the_default(method, tiny_recipe, toy_batch) -> None:
+    # The fused optimizer (training's choice on CUDA) is the same Adam, up to rounding.
+    plain, fused = tiny_recipe(method), tiny_recipe(method, fused_optimizer=True)
+    assert fused.optimizer_g.defaults["fused"] and not plain.optimizer_g.defaults.get("fused")
+    for seed in (1, 2):
+        a, b = plain.train_step(*toy_batch(seed)), fused.train_step(*toy_batch(seed))
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
+    # Weights agree to within two Adam steps (lr 2e-4 each): where a gradient is ~0 (a bias
+    # before instance norm) rounding decides the sign of Adam's step in either implementation.
+    for name, weight in plain.generators.state_dict().items():
+        torch.testing.assert_close(fused.generators.state_dict()[name], weight, rtol=0, atol=8e-4)
+
+
+def test_cuda_graphs_need_compile_and_a_gpu(tiny_recipe) -> None:
+    with pytest.raises(ConfigError, match="cuda_graphs needs compile on and a CUDA device"):
+        tiny_recipe("cyclegan", cuda_graphs=True)
+    with pytest.raises(ConfigError, match="cuda_graphs needs compile on"):
+        tiny_recipe("cyclegan", cuda_graphs=True, compile=True)  # on a CPU
+
+
+def test_the_fakes_a_generator_step_hands_on_are_copies_under_cuda_graphs(
+    tiny_recipe, toy_batch
+) -> None:
+    # Under CUDA graphs a network's next replay overwrites its outputs: what the generator
+    # step hands to the discriminator step (and so to the image pools) must be copies. The
+    # copy is the only difference (cuda_graphs itself needs a GPU: tests/gan/test_cuda.py).
+    recipe = tiny_recipe("cyclegan")
+    recipe.cuda_graphs = True
+    real_a, real_b = toy_batch(5)
+    outputs: list[torch.Tensor] = []
+    hook = recipe.generators.g_ab.register_forward_hook(lambda m, i, out: outputs.append(out))
+    copied, _ = recipe.generator_step(real_a, real_b)
+    recipe.cuda_graphs = False
+    shared, _ = recipe.generator_step(real_a, real_b)  # without graphs: no copy is made
+    hook.remove()
+    # g_ab runs twice a step, first on [real_a; real_b]: fake_b, then the identity image.
+    first, second = outputs[0], outputs[2]
+    assert torch.equal(copied.fake_b, first[:1]) and not copied.fake_b.requires_grad
+    assert copied.fake_b.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
+    assert shared.fake_b.untyped_storage().data_ptr() == second.untyped_storage().data_ptr()

@@ -4,9 +4,10 @@ line (with the file and line when they come from a file)."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from harmonize.errors import ConfigError
-from harmonize.training.config import TrainConfig, load_train_config
+from harmonize.training.config import COMPILE_MIN_STEPS, TrainConfig, load_train_config
 
 
 def test_every_setting_comes_from_yaml_and_overrides_win(tmp_path) -> None:
@@ -69,3 +70,25 @@ def test_a_bad_value_in_a_file_is_one_line_naming_its_file_and_line(
         load_train_config(str(path))
     assert str(caught.value).startswith(f"{path}, line 2: training ")
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_compile_is_automatic_on_gpus_for_long_runs_and_training_is_tuned_there() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    long, short = TrainConfig(steps=COMPILE_MIN_STEPS), TrainConfig(steps=COMPILE_MIN_STEPS - 1)
+    assert long.compile == "auto" and long.cuda_graphs is False  # the defaults
+    on_gpu = long.resolved(cuda)
+    assert (on_gpu["compile"], on_gpu["fused_optimizer"], on_gpu["cudnn_benchmark"]) == (
+        True,
+        True,
+        True,
+    )
+    assert (on_gpu["precision"], on_gpu["channels_last"]) == ("bf16", True)
+    assert short.resolved(cuda)["compile"] is False  # compiling would not pay back
+    on_cpu = long.resolved(cpu)
+    assert not any(on_cpu[k] for k in ("compile", "fused_optimizer", "cudnn_benchmark"))
+    assert TrainConfig(steps=10, compile=True).resolved(cpu)["compile"] is True  # as asked
+    assert TrainConfig(compile=False).resolved(cuda)["compile"] is False
+    with pytest.raises(ConfigError, match="compile must be auto, true or false, got 'yes'"):
+        TrainConfig(compile="yes")
+    with pytest.raises(ConfigError, match="cuda_graphs must be true or false"):
+        TrainConfig(cuda_graphs="auto")  # type: ignore[arg-type]
