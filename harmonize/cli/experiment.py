@@ -65,6 +65,8 @@ class MethodConfig(click.ParamType):
 EXPERIMENT_OPTIONS = [
     click.option("--out", "out_uri", required=True, type=URI, help="Output folder or s3:// URI."),
     click.option("--quick", is_flag=True, help="A minute-sized run of every step (CI)."),
+    click.option("--fresh", is_flag=True, help="Do every step again, even those an earlier run "
+                 "of this experiment into the same --out finished (by default they are reused)."),
     field_option("--n-train", "n_train", "Training images per site", type=click.IntRange(4)),
     field_option("--n-test", "n_test", "Test images per site", type=click.IntRange(4)),
     field_option("--matrix", "matrix", "Image side (px)", type=click.IntRange(64, 8192)),
@@ -108,9 +110,12 @@ EXPERIMENT_OPTIONS = [
 @click.command()
 @options(EXPERIMENT_OPTIONS)
 @click.pass_context
-def experiment(ctx: click.Context, out_uri: str, quick: bool, progress: bool, **flags: Any) -> None:
+def experiment(
+    ctx: click.Context, out_uri: str, quick: bool, fresh: bool, progress: bool, **flags: Any
+) -> None:
     """The paper's benchmark end to end: synth (or split your own archives), classifier, site
-    detector, every method, runs, one report per source site."""
+    detector, every method, runs, one report per source site. Started again into the same
+    --out, it continues where it stopped: a step finished with the same inputs is reused."""
     from harmonize.distributed.stream import make_executor
     from harmonize.experiments.experiment import run_experiment
 
@@ -140,6 +145,7 @@ def experiment(ctx: click.Context, out_uri: str, quick: bool, progress: bool, **
         storage=storage(ctx),
         echo=click.echo,
         progress=progress,
+        fresh=fresh,
     )
     for family in result.families:
         click.echo(f"\n## {family.source} → {family.target}\n")

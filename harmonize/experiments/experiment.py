@@ -28,42 +28,26 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from harmonize.classifier.config import ClassifierConfig
 from harmonize.experiments.config import ExperimentConfig
 from harmonize.experiments.site import site_aucs, site_section, train_site_detector
+from harmonize.experiments.steps import Steps
 from harmonize.experiments.training import classifier_settings, fit, train_target_classifier
 from harmonize.io.storage import Storage, join
 from harmonize.models.registry import METHODS, NEURAL
 from harmonize.report import Report, build_report
 from harmonize.report.guide import recommend
 from harmonize.run.orchestrate import ExecutorFactory, run_harmonization
-from harmonize.run.spec import RunOptions
+from harmonize.run.spec import ExitCode, RunOptions
 
 RESULTS_FILE = "experiment.json"
-Echo = Callable[[str], Any]
-
-
-class _Steps:
-    """Says each step as it starts (with the time since the first) and records its seconds."""
-
-    def __init__(self, echo: Echo) -> None:
-        self.echo, self.started = echo, time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    def start(self, name: str, text: str) -> Callable[[], None]:
-        self.echo(f"[{time.perf_counter() - self.started:7.1f} s] {text}")
-        t0 = time.perf_counter()
-
-        def done() -> None:
-            self.seconds[name] = round(time.perf_counter() - t0, 3)
-
-        return done
 
 
 class Archives(NamedTuple):
@@ -73,6 +57,7 @@ class Archives(NamedTuple):
     test: str
     target: str  # the target site's folder (and ``site`` in the labels tables)
     sources: tuple[str, ...]  # each shift family's source site folder
+    key: str  # what the archives hold (``Steps.key``): later steps' keys depend on it
 
 
 def _site_folder(site: str) -> str:
@@ -83,7 +68,7 @@ def _site_folder(site: str) -> str:
 
 
 def _synthesize(
-    config: ExperimentConfig, out_uri: str, store: Storage, steps: _Steps, progress: bool
+    config: ExperimentConfig, out_uri: str, store: Storage, steps: Steps, progress: bool
 ) -> Archives:
     """The train/ and test/ archives (the target and every source site, labelled; the test
     split's source images also imaged at the target site, the paired truth the runs measure
@@ -91,31 +76,43 @@ def _synthesize(
     from harmonize.synth import synthesize_archive
 
     uris = {split: join(out_uri, "archive", split) for split in ("train", "test")}
+    sites = [config.target_site, *config.source_sites]
+    profiles = [_profile_text(site) for site in sites]
+    keys = []
     for split, seed, n in (
         ("train", config.seed, config.n_train),
         ("test", config.seed + 1, config.n_test),
     ):
-        done = steps.start(
-            f"synth_{split}", f"synthesizing the {split} archive: {n} images per site"
-        )
-        synthesize_archive(
-            uris[split],
-            [config.target_site, *config.source_sites],
-            n,
-            seed=seed,
-            storage=store,
-            matrix=config.matrix,
-            progress=progress,
-            lesion_strength=config.lesion_strength,
-            prevalence=config.prevalence,
-            truth_site=config.target_site if split == "test" else None,
-        )
-        done()
+        truth = config.target_site if split == "test" else None
+
+        def synthesize(uri: str = uris[split], n: int = n, seed: int = seed,
+                       truth: str | None = truth) -> None:  # fmt: skip
+            synthesize_archive(
+                uri, sites, n, seed=seed, storage=store, matrix=config.matrix, progress=progress,
+                lesion_strength=config.lesion_strength, prevalence=config.prevalence,
+                truth_site=truth,
+            )  # fmt: skip
+
+        shape = (n, seed, config.matrix, config.lesion_strength, config.prevalence, truth)
+        key = steps.key("synth", uris[split], sites, profiles, shape)
+        text = f"synthesizing the {split} archive: {n} images per site"
+        steps.run(f"synth_{split}", text, key, synthesize)
+        keys.append(key)
     sources = tuple(_site_folder(s) for s in config.source_sites)
-    return Archives(uris["train"], uris["test"], _site_folder(config.target_site), sources)
+    target = _site_folder(config.target_site)
+    return Archives(uris["train"], uris["test"], target, sources, steps.key(*keys))
 
 
-def _split(config: ExperimentConfig, out_uri: str, store: Storage, steps: _Steps) -> Archives:
+def _profile_text(site: str) -> str:
+    """A site profile as its settings (a YAML profile's edits change the archive)."""
+    from dataclasses import asdict
+
+    from harmonize.synth import load_profile
+
+    return json.dumps(asdict(load_profile(site)), sort_keys=True, default=str)
+
+
+def _split(config: ExperimentConfig, out_uri: str, store: Storage, steps: Steps) -> Archives:
     """A user's two archives split into train/ and test/ by a hash of image_id."""
     from harmonize.experiments.split import split_archive
 
@@ -123,7 +120,12 @@ def _split(config: ExperimentConfig, out_uri: str, store: Storage, steps: _Steps
     split = split_archive(config, join(out_uri, "archive"), store, steps.echo)
     steps.echo(f"    {split.line()}")
     done()
-    return Archives(split.train, split.test, split.target, (split.source,))
+    # The split's content, not the archives' URIs: images added at a site change the key.
+    tables = [store.read(join(uri, "labels.parquet")) for uri in (split.train, split.test)]
+    key = steps.key(
+        "split", split.train, split.test, [hashlib.sha256(t).hexdigest() for t in tables]
+    )
+    return Archives(split.train, split.test, split.target, (split.source,), key)
 
 
 class _Run(NamedTuple):
@@ -153,15 +155,19 @@ def _family_runs(
     return runs
 
 
-def _execute(run: _Run, executor: Any, classifier_uri: str, store: Storage, options: RunOptions,
-             steps: _Steps, key: str) -> None:  # fmt: skip
-    done = steps.start(f"run_{key}", f"{run.what}: {key}")
-    summary = run_harmonization(
-        **run.arguments(), executor=executor, classifier_uri=classifier_uri, storage=store,
-        options=options,
-    )  # fmt: skip
-    steps.echo(f"    {summary.line()}")
-    done()
+def _execute(run: _Run, executor: Any, shared: _Shared, store: Storage, steps: Steps,
+             name: str, key: str) -> None:  # fmt: skip
+    """One run as a step: redone until every object of it ended ok."""
+
+    def work() -> dict[str, Any]:
+        summary = run_harmonization(
+            **run.arguments(), executor=executor, classifier_uri=shared.classifier_uri,
+            storage=store, options=shared.options,
+        )  # fmt: skip
+        return {"line": summary.line(), "complete": summary.exit_code == ExitCode.OK}
+
+    outcome = steps.run(f"run_{name}", f"{run.what}: {name}", key, work, lambda r: r["complete"])
+    steps.echo(f"    {outcome['line']}")
 
 
 @dataclass(frozen=True)
@@ -194,7 +200,16 @@ class _Shared(NamedTuple):
     archives: Archives
     settings: ClassifierConfig
     classifier_uri: str
+    classifier_key: str  # the classifier step's key (``Steps.key``)
     options: RunOptions
+
+
+def _training_settings(config: ExperimentConfig, method: str, store: Storage) -> Any:
+    """What a method's fit depends on besides the archive: a neural method's training config
+    (the file's text, not its path) and step override; nothing for a classical one."""
+    if METHODS[method].kind != NEURAL:
+        return None
+    return [store.read_text(config.gan_config(method)), config.gan_steps]
 
 
 def _family(
@@ -204,32 +219,40 @@ def _family(
     out_uri: str,
     executor: Any,
     store: Storage,
-    steps: _Steps,
+    steps: Steps,
     progress: bool,
 ) -> FamilyResult:
     """One family: its site detector, every method fitted, the runs, the site AUCs and the
     report (its folders: OUT/models/SOURCE/, OUT/runs/SOURCE/ and OUT/report/SOURCE/)."""
     archives = shared.archives
-    done = steps.start(
-        f"site_detector_{source}", f"training the site detector: {source} or {archives.target}?"
-    )
     detector_uri = join(out_uri, "models", source, "site-detector")
-    detector_auc = train_site_detector(
-        shared.settings, archives.train, archives.target, detector_uri, store, progress,
-        sources=(source,),
+    detector_key = steps.key("site_detector", source, detector_uri, shared.classifier_key)
+    detector_auc = steps.run(
+        f"site_detector_{source}",
+        f"training the site detector: {source} or {archives.target}?",
+        detector_key,
+        lambda: train_site_detector(
+            shared.settings, archives.train, archives.target, detector_uri, store, progress,
+            sources=(source,),
+        ),
     )  # fmt: skip
     steps.echo(f"    validation AUC {detector_auc:.3f}")
-    done()
 
     models: dict[str, str] = {}
+    model_keys: dict[str, str] = {}
     for method in config.methods:
-        models[method] = join(out_uri, "models", source, method)
-        done = steps.start(f"fit_{source}_{method}", f"fitting {method} ({source} → target)")
-        fit(
-            config, method, join(archives.train, source), join(archives.train, archives.target),
-            models[method], store, steps.echo, progress,
-        )  # fmt: skip
-        done()
+        models[method] = uri = join(out_uri, "models", source, method)
+        model_keys[method] = key = steps.key(
+            "fit", source, method, uri, archives.key, _training_settings(config, method, store)
+        )
+
+        def work(method: str = method, uri: str = uri) -> None:
+            fit(
+                config, method, join(archives.train, source),
+                join(archives.train, archives.target), uri, store, steps.echo, progress,
+            )  # fmt: skip
+
+        steps.run(f"fit_{source}_{method}", f"fitting {method} ({source} → target)", key, work)
 
     source_test = join(archives.test, source)
     runs = _family_runs(config, source_test, join(out_uri, "runs", source), models)
@@ -239,18 +262,25 @@ def _family(
         config, join(archives.test, archives.target),
         join(out_uri, "runs", source, "in-domain"), models,
     )  # fmt: skip
+    run_keys = []
     for run in [*runs, *in_domain]:
-        key = run.out_uri.removeprefix(join(out_uri, "runs") + "/").replace("/", "_")
-        _execute(run, executor, shared.classifier_uri, store, shared.options, steps, key)
+        name = run.out_uri.removeprefix(join(out_uri, "runs") + "/").replace("/", "_")
+        run_keys.append(
+            steps.key("run", run.arguments(), model_keys[run.method], shared.classifier_key)
+        )
+        _execute(run, executor, shared, store, steps, name, run_keys[-1])
 
-    done = steps.start(f"site_aucs_{source}", "asking the site detector about every run's images")
     harmonized = {run.out_uri.rsplit("/", 1)[-1]: run.out_uri for run in runs}
-    site = site_aucs(
-        detector_uri, join(archives.test, archives.target), {"original": source_test},
-        harmonized, store,
+    site: dict[str, float] = steps.run(
+        f"site_aucs_{source}",
+        "asking the site detector about every run's images",
+        steps.key("site_aucs", detector_key, run_keys),
+        lambda: site_aucs(
+            detector_uri, join(archives.test, archives.target), {"original": source_test},
+            harmonized, store,
+        ),
     )  # fmt: skip
     steps.echo("    " + ", ".join(f"{name} {auc:.3f}" for name, auc in site.items()))
-    done()
 
     done = steps.start(f"report_{source}", f"writing the report of {source} → {archives.target}")
     run_uris = tuple(r.out_uri for r in runs)
@@ -275,30 +305,39 @@ def run_experiment(
     storage: Storage | None = None,
     echo: Callable[[str], Any] = print,
     progress: bool = False,
+    fresh: bool = False,
 ) -> ExperimentResult:
     """Run the whole benchmark into ``out_uri`` (archive/, models/, runs/, report/ — one
     folder per family under the last three — and experiment.json); returns where everything
     went and each family's report. ``executors`` makes the runs' executor from
-    ``config.executor`` (the command line passes the distributed stream's ``make_executor``)."""
+    ``config.executor`` (the command line passes the distributed stream's ``make_executor``).
+
+    Started again into the same ``out_uri``, it continues: every step an earlier run finished
+    with the same inputs is read back instead of done again (``experiments.steps``; OUT/steps/),
+    unless ``fresh``."""
     store = storage or Storage()
-    steps = _Steps(echo)
+    steps = Steps(echo, store, out_uri, fresh=fresh)
     if config.user_archive:
         archives = _split(config, out_uri, store, steps)
     else:
         archives = _synthesize(config, out_uri, store, steps, progress)
 
-    done = steps.start("classifier", f"training the classifier on {archives.target} (train split)")
     classifier_uri = join(out_uri, "models", "classifier")
     settings = classifier_settings(config, store)  # the site detectors train with them too
-    classifier_auc = train_target_classifier(
-        settings, archives.train, archives.target, classifier_uri, store, progress
+    classifier_key = steps.key("classifier", classifier_uri, archives.key, asdict(settings))
+    classifier_auc = steps.run(
+        "classifier",
+        f"training the classifier on {archives.target} (train split)",
+        classifier_key,
+        lambda: train_target_classifier(
+            settings, archives.train, archives.target, classifier_uri, store, progress
+        ),
     )
     echo(f"    validation AUC {classifier_auc:.3f}")
-    done()
 
     executor = executors(config.executor)
     options = RunOptions(labels_uri=join(archives.test, "labels.parquet"), progress=progress)
-    shared = _Shared(archives, settings, classifier_uri, options)
+    shared = _Shared(archives, settings, classifier_uri, classifier_key, options)
     families = tuple(
         _family(config, shared, source, out_uri, executor, store, steps, progress)
         for source in archives.sources
@@ -321,6 +360,7 @@ def run_experiment(
             for f in families
         },
         "seconds": steps.seconds,
+        "reused_steps": steps.reused,
     }
     store.write_text(join(out_uri, RESULTS_FILE), json.dumps(record, indent=2) + "\n")
     return ExperimentResult(out_uri, families, steps.seconds)
