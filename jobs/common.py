@@ -84,6 +84,7 @@ class RunSettings:
     actors: int | None = None
     batch_size: int = 8
     object_store_mib: int | None = 1024
+    gpu_decode: bool | None = None  # None: auto (on when the harmonize actors hold GPUs)
     suffixes: tuple[str, ...] | None = None  # None: DICOM names; [""]: every object
     limit: int | None = None
 
@@ -93,6 +94,8 @@ class RunSettings:
             if getattr(self, name) is not None:
                 check_int("job run", name, getattr(self, name), low=1)
         check_int("job run", "batch_size", self.batch_size, low=1)
+        if self.gpu_decode is not None:
+            check_bool("job run", "gpu_decode", self.gpu_decode)
         if self.suffixes is not None:
             set_field(self, "suffixes", tuple(str(s) for s in self.suffixes if s))
 

@@ -6,7 +6,7 @@ Each entry of ``methods:`` (name, method, model, mode) runs over ``archive`` int
 ``OUT/runs/<name>/``. Runs are idempotent: objects already ``ok`` for the same method, model and
 mode are skipped, so rerunning (or the nightly schedule) only processes new objects. The job's
 ``run:`` settings name the executor (``executor``, ``address``, ``actors``, ``batch_size``,
-``object_store_mib``) and the run options (``suffixes``, ``limit``, ...).
+``object_store_mib``, ``gpu_decode``) and the run options (``suffixes``, ``limit``, ...).
 
 Exit status: the worst of its runs' (see ``harmonize run --help``; worst first: 1 a run could
 not finish, 2 a run's model or input was bad, 4 a run wrote only errors, 3 some errors, 0 clean).
@@ -44,6 +44,7 @@ def run_methods(
         actors=settings.actors,
         batch_size=settings.batch_size,
         object_store_mib=settings.object_store_mib,
+        gpu_decode=settings.gpu_decode,
     )
     options = RunOptions(
         labels_uri=job.labels,

@@ -17,9 +17,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
     ExplicitVRLittleEndian,
+    JPEG2000Lossless,
     JPEGExtended12Bit,
     JPEGLosslessSV1,
     JPEGLSLossless,
+    RLELossless,
     generate_uid,
 )
 
@@ -96,6 +98,34 @@ def jpeg_image(source: bytes, syntax: str) -> bytes:
     ds.PixelData = encapsulate([frame])
     ds["PixelData"].VR = "OB"
     return _saved(ds)
+
+
+def compressed(source: bytes, syntax: str) -> bytes:
+    """``source`` (an uncompressed image) with its pixels in JPEG 2000 lossless (OpenJPEG) or
+    RLE lossless (pydicom's own encoder)."""
+    ds = pydicom.dcmread(io.BytesIO(source))
+    ds.compress(syntax, encoding_plugin="pylibjpeg" if syntax == JPEG2000Lossless else "pydicom")
+    return _saved(ds)
+
+
+def mixed_batch() -> dict[str, bytes]:
+    """Objects a batch decode must keep apart, by name: native 16-bit, JPEG 2000 lossless (12
+    and 16 bits), JPEG lossless, RLE, a JPEG 2000 whose codestream is corrupt (it parses, its
+    pixels do not decode), a truncated file and a report (no pixel data)."""
+    j2k = compressed(make_image(random_values(12, False, (48, 40), seed=5), 12), JPEG2000Lossless)
+    jpeg_source = make_image(random_values(12, False, shape=(64, 64), seed=2), 12)
+    return {
+        "native-16": make_image(random_values(16, False, seed=1), 16),
+        "j2k-12": j2k,
+        "jpeg-lossless": jpeg_image(jpeg_source, JPEGLosslessSV1),
+        "rle": compressed(make_image(random_values(8, False, seed=3), 8), RLELossless),
+        "j2k-16": compressed(
+            make_image(random_values(16, False, (40, 48), seed=4), 16), JPEG2000Lossless
+        ),
+        "corrupt-j2k": j2k.replace(b"\xff\x4f\xff\x51", bytes(4)),  # no SOC + SIZ markers
+        "truncated": j2k[:-100],
+        "report": build_dataset(SOPClassUID="1.2.840.10008.5.1.4.1.1.88.11"),
+    }
 
 
 def float_image() -> bytes:

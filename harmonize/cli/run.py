@@ -67,7 +67,15 @@ RETAIN_DATES = ("none", "modified", "full")  # harmonize.dicom.deidentify.RETAIN
     "--batch-size",
     type=click.IntRange(1),
     default=8,
-    help="Images per Ray Data block and per harmonizer call.",
+    help="Images per batch: decoded in one call, harmonized and scored in one call (both "
+    "executors; on Ray also per Ray Data block).",
+)
+@click.option(
+    "--gpu-decode/--no-gpu-decode",
+    default=None,
+    help="Decode JPEG 2000 / HTJ2K / JPEG pixel data in the harmonizer actors, a batch per call "
+    "on their GPU (nvImageCodec: harmonize[gpu]), instead of in the CPU tasks [default: on "
+    "when the actors hold GPUs; --no-gpu-decode where the GPU nodes lack nvImageCodec].",
 )
 @click.option(
     "--suffix",
@@ -139,6 +147,7 @@ def run(
     address: str | None,
     actors: int | None,
     batch_size: int,
+    gpu_decode: bool | None,
     suffixes: tuple[str, ...],
     run_id: str | None,
     limit: int | None,
@@ -169,7 +178,9 @@ def run(
     from harmonize.run.spec import ExitCode, RunIncomplete, RunOptions
 
     deid = deidentify_options(deidentify, deid_secret_env, retain_dates, retain_device)
-    runner = make_executor(executor, address=address, actors=actors, batch_size=batch_size)
+    runner = make_executor(
+        executor, address=address, actors=actors, batch_size=batch_size, gpu_decode=gpu_decode
+    )
     options = RunOptions(
         suffixes=tuple(s for s in suffixes if s),
         labels_uri=labels_uri,

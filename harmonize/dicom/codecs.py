@@ -2,7 +2,7 @@
 and its SV1 — the common lossless syntax of CR/DX archives) through imagecodecs' libjpeg-turbo
 (BSD-3-Clause; pydicom's own routes are GPL (pylibjpeg-libjpeg) or stop at 8 bits (Pillow)).
 
-``register()`` adds it to pydicom's decoders once (``harmonize.dicom.decode`` calls it on
+``register()`` adds it to pydicom's decoders once (``harmonize.dicom.parse`` calls it on
 import); pydicom then tries it after its own available plugins. JPEG-LS comes from pyjpegls and
 JPEG 2000 / HTJ2K from pylibjpeg-openjpeg, pydicom's own plugins. This module follows pydicom's
 decoder-plugin interface: ``DECODER_DEPENDENCIES``, ``is_available`` and ``_decode_frame``.

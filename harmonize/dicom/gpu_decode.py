@@ -4,20 +4,28 @@ batches, with the CPU codecs as the fallback.
 Used by ``dicom.decode`` when ``nvidia.nvimgcodec`` imports and a CUDA device is present (the
 optional extra ``harmonize[gpu]``: nvidia-nvimgcodec-cu13 + nvidia-nvjpeg2k-cu13, NVIDIA
 proprietary, freely redistributable, never in the default install). ``gpu_decode_problem()``
-says why the GPU path is off (None when it is on). ``decode_frames`` decodes a batch of
-codestreams and gives ``None`` for each one it could not decode, so that the caller decodes that
-one on the CPU: a GPU failure never fails an object. Lossless decodes are pixel-identical to the
-CPU codecs (tested where a GPU and nvImageCodec are at hand).
+says why the GPU path is off (None when it is on). ``stored_pixels_of(datasets)`` decodes the
+frames of every GPU-eligible dataset of a batch in one ``decode_frames`` call and checks each
+result against its header; it gives ``None`` for each one the GPU did not decode, so that the
+caller decodes that one on the CPU: a GPU failure never fails an object. Lossless decodes are
+pixel-identical to the CPU codecs (tested where a GPU and nvImageCodec are at hand).
+``may_decode_on_gpu(data)`` peeks at an object's transfer syntax, so that a stream can leave
+those objects to the process that holds the GPU.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import logging
+import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -79,14 +87,16 @@ def decode_frames(frames: Sequence[bytes], *, to_host: bool = True) -> list[Any]
     """
     if not frames:
         return []
-    decoder, params = _decoder()
     try:
-        images = decoder.decode([bytes(f) for f in frames], params=params)
+        decoder, params = _decoder()
+        images = list(decoder.decode([bytes(f) for f in frames], params=params))
+        if len(images) != len(frames):
+            raise RuntimeError(f"{len(images)} images decoded from {len(frames)} codestreams")
     except Exception:  # noqa: BLE001 - the whole batch falls back to the CPU
         logger.warning("nvImageCodec could not decode a batch of %d", len(frames), exc_info=True)
         return [None] * len(frames)
     if not to_host:
-        return list(images)
+        return images
     out: list[np.ndarray | None] = []
     for image in images:
         try:
@@ -99,18 +109,72 @@ def decode_frames(frames: Sequence[bytes], *, to_host: bool = True) -> list[Any]
     return out
 
 
-def stored_pixels_on_gpu(
-    frame: bytes, *, rows: int, cols: int, bits_allocated: int, signed: bool
+def checked_stored_pixels(
+    array: np.ndarray | None, *, rows: int, cols: int, bits_allocated: int
 ) -> np.ndarray | None:
-    """The stored values of one frame decoded on the GPU, checked against the header (shape,
-    an unsigned container of ``bits_allocated``); None when the CPU must decode it (signed
-    pixels, a failed decode, an unexpected shape or type)."""
-    if signed:  # nvImageCodec's sign handling differs from pydicom's: leave it to the CPU
-        return None
-    (array,) = decode_frames([frame])
+    """``array``, a frame the GPU decoded, as the stored values its header describes: of shape
+    (rows, cols), in an unsigned container of ``bits_allocated``; None (the CPU must decode the
+    frame) for a failed decode or an unexpected shape or type."""
     expected = np.uint8 if bits_allocated == 8 else np.uint16
     if array is None or array.shape != (rows, cols) or array.dtype.kind != "u":
         return None
     if array.dtype.itemsize > np.dtype(expected).itemsize:
         return None
     return np.ascontiguousarray(array, dtype=expected)
+
+
+def stored_pixels_of(datasets: Sequence[Dataset]) -> list[np.ndarray | None]:
+    """The stored values of each dataset's single frame, decoded on the GPU: the frames of
+    every eligible dataset (a transfer syntax of ``GPU_SYNTAXES``, unsigned pixels) in ONE
+    ``decode_frames`` call, each result checked against its header (``checked_stored_pixels``).
+
+    ``datasets`` are checked single-frame grayscale images (``dicom.decode``). Returns one
+    entry per dataset: None where the CPU must decode it (GPU decoding unavailable here, a
+    syntax or sign the GPU path does not take, an odd encapsulation, a failed or unexpected
+    decode).
+    """
+    out: list[np.ndarray | None] = [None] * len(datasets)
+    if not gpu_decode_available():
+        return out
+    from pydicom.encaps import generate_frames
+
+    picked: list[tuple[int, bytes]] = []
+    for index, ds in enumerate(datasets):
+        if str(ds.file_meta.TransferSyntaxUID) not in GPU_SYNTAXES:
+            continue
+        if int(ds.PixelRepresentation) == 1:  # nvImageCodec's sign handling differs: the CPU
+            continue
+        try:
+            picked.append((index, next(generate_frames(ds.PixelData, number_of_frames=1))))
+        except Exception:  # noqa: BLE001 - an odd encapsulation: the CPU path decides
+            continue
+    arrays = decode_frames([frame for _, frame in picked])
+    for (index, _), array in zip(picked, arrays, strict=True):
+        ds = datasets[index]
+        out[index] = checked_stored_pixels(
+            array, rows=int(ds.Rows), cols=int(ds.Columns), bits_allocated=int(ds.BitsAllocated)
+        )
+    return out
+
+
+def may_decode_on_gpu(data: bytes) -> bool:
+    """Whether the object ``data`` may be decoded on a GPU: its file meta names a transfer
+    syntax of ``GPU_SYNTAXES``, or it cannot be read (then the decode, wherever it runs, says
+    why). A cheap peek: only the file meta is parsed. False for an object without a preamble or
+    a transfer syntax in its file meta (the decoder reads it as uncompressed)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # File meta is always read; no dataset element is named, so none is kept.
+            ds = pydicom.dcmread(
+                io.BytesIO(data), stop_before_pixels=True, specific_tags=["TransferSyntaxUID"]
+            )
+    except InvalidDicomError:
+        return False
+    except Exception:  # noqa: BLE001 - unreadable: the decode gives the error row
+        return True
+    tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    return tsyntax is not None and str(tsyntax) in GPU_SYNTAXES

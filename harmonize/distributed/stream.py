@@ -14,6 +14,13 @@ stage runs in one of two ways:
   in a small cache. Ray fuses the three stages into one task per block, so pixels never leave the
   process that decoded them, every core works, and no actor has to start (which costs seconds).
 
+GPU decode (``gpu_decode``; auto: on when the actors hold GPUs): the CPU stage reads every object
+but decodes only those whose transfer syntax no GPU decodes (``gpu_decode.may_decode_on_gpu``, a
+peek at the file meta); the others travel as their own bytes (``stages.undecoded``: no
+``decoder`` yet) to the actor, which decodes all of a batch's in one call (on its GPU through
+nvImageCodec, else on its CPU per object) before harmonizing them. The manifest's ``decoder``
+column says which decoded each object.
+
 Blocks are Arrow tables with an explicit schema (manifest columns + binary payloads), so a stage
 where every object failed still produces well-typed blocks.
 """
@@ -28,6 +35,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from harmonize.dicom.gpu_decode import may_decode_on_gpu
 from harmonize.distributed.session import init_ray, ray_session
 from harmonize.errors import ConfigError
 from harmonize.io.manifest import SCHEMA
@@ -39,11 +47,13 @@ from harmonize.run.spec import RunSpec
 from harmonize.run.stages import (
     PAYLOAD,
     Scorer,
+    decode_objects,
     encode_and_write,
     harmonize_and_measure_batch,
     load_checked,
     mark_failed,
-    read_and_decode,
+    read_objects,
+    undecoded,
 )
 
 STREAM_SCHEMA = pa.schema([*SCHEMA, *[pa.field(k, pa.large_binary()) for k in PAYLOAD]])
@@ -66,12 +76,30 @@ def _harmonize_rows(
         return _table(harmonize_and_measure_batch(rows, harmonizer, classifier))
 
 
-def _decode_batch(batch: pa.Table, spec: RunSpec, storage: Storage) -> pa.Table:
-    return _table([read_and_decode(row, spec, storage) for row in batch.to_pylist()])
+def _decode_batch(
+    batch: pa.Table, spec: RunSpec, storage: Storage, leave_to_gpu: bool = False
+) -> pa.Table:
+    """Read every object of the block and decode them in one batch, except (``leave_to_gpu``)
+    those a GPU may decode: they go on undecoded, to the harmonize actor that holds it."""
+    rows = read_objects(batch.to_pylist(), storage)
+    if leave_to_gpu:
+        decode_objects(
+            [r for r in rows if not (undecoded(r) and may_decode_on_gpu(r["pixels"]))], spec
+        )
+    else:
+        decode_objects(rows, spec)
+    return _table(rows)
+
+
+def _decode_left(rows: list[dict[str, Any]], spec: RunSpec) -> list[dict[str, Any]]:
+    """Decode, in one batch, the rows the CPU stage left undecoded: on this process's GPU when
+    it has one and nvImageCodec, else on its CPU per object."""
+    decode_objects([r for r in rows if undecoded(r)], spec)
+    return rows
 
 
 def _harmonize_batch(batch: pa.Table, spec: RunSpec, storage: Storage) -> pa.Table:
-    rows = batch.to_pylist()
+    rows = _decode_left(batch.to_pylist(), spec)
     try:
         harmonizer, classifier = _loaded(spec, storage)
     except Exception as err:  # noqa: BLE001 - the rows say why instead of a crashed run
@@ -85,13 +113,16 @@ def _encode_batch(batch: pa.Table, spec: RunSpec, storage: Storage) -> pa.Table:
 
 class HarmonizeActor:
     """Loads the model (and classifier) once per actor and harmonizes, scores and measures each
-    batch (Ray's predictor pattern), on the actor's GPU when it has one."""
+    batch (Ray's predictor pattern), on the actor's GPU when it has one; first it decodes, in
+    one call, the batch's objects the CPU stage left to it (GPU decode)."""
 
     def __init__(self, spec: RunSpec, storage: Storage) -> None:
+        self.spec = spec
         self.harmonizer, self.classifier = _loaded(spec, storage)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return _harmonize_rows(batch.to_pylist(), self.harmonizer, self.classifier)
+        rows = _decode_left(batch.to_pylist(), self.spec)
+        return _harmonize_rows(rows, self.harmonizer, self.classifier)
 
 
 @dataclass
@@ -106,12 +137,17 @@ class RayStreamExecutor:
         object_store_mib: Ray Data's budget for blocks in flight (decoded pixels waiting for the
             harmonizer, ...): bounds memory however large the archive; None lets Ray use its
             object store share.
+        gpu_decode: leave the objects a GPU may decode (JPEG 2000, HTJ2K, JPEG) to the
+            harmonize actors, which decode each batch's in one call on their GPU; None (auto):
+            when the actors hold GPUs. Without actors it does nothing (CPU tasks decode and
+            harmonize in one process anyway).
     """
 
     address: str | None = None
     actors: int | None = None
     batch_size: int = 8
     object_store_mib: int | None = 1024
+    gpu_decode: bool | None = None
     name = "ray"
     _session: ExitStack = field(default_factory=ExitStack, init=False, repr=False, compare=False)
 
@@ -145,8 +181,11 @@ class RayStreamExecutor:
         step = -(-len(todo) // n_blocks)
         ds = ray.data.from_arrow([_table(todo[i : i + step]) for i in range(0, len(todo), step)])
         cpu_stage: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": None, "num_cpus": 1}
+        leave_to_gpu = bool(actors) and (bool(gpus) if self.gpu_decode is None else self.gpu_decode)
         ds = ds.map_batches(
-            _decode_batch, fn_kwargs={"spec": spec, "storage": storage}, **cpu_stage
+            _decode_batch,
+            fn_kwargs={"spec": spec, "storage": storage, "leave_to_gpu": leave_to_gpu},
+            **cpu_stage,
         )
         if actors:
             ds = ds.map_batches(
@@ -176,17 +215,24 @@ def make_executor(
     actors: int | None = None,
     batch_size: int = 8,
     object_store_mib: int | None = 1024,
+    gpu_decode: bool | None = None,
 ) -> Executor:
     """The executor a command line or job names (``--executor``, ``--address``, ``--actors``,
-    ``--batch-size``): ``ray``, the Ray Data stream, or ``local``, one process (which takes no
-    Ray settings).
+    ``--batch-size``, ``--gpu-decode``): ``ray``, the Ray Data stream, or ``local``, one process
+    (which takes only ``batch_size``; it decodes on a GPU whenever this process can).
 
     Example::
 
         run_harmonization(..., executor=make_executor("ray", actors=2))
     """
     if executor == "local":
-        return LocalExecutor()
+        return LocalExecutor(batch_size)
     if executor == "ray":
-        return RayStreamExecutor(address, actors, batch_size, object_store_mib)
+        return RayStreamExecutor(
+            address,
+            actors,
+            batch_size,
+            object_store_mib=object_store_mib,
+            gpu_decode=gpu_decode,
+        )
     raise ConfigError(f'executor must be "ray" or "local", got "{executor}"')

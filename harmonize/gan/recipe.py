@@ -1,7 +1,7 @@
 """What every GAN recipe (``CycleGANRecipe``, ``UNITRecipe``, ``CUTRecipe``) shares: the
 constructor's steps, the training step, the generator and discriminator step skeletons,
-evaluate, state and the placement of the networks (device, precision, memory format,
-compilation, DDP wrapping).
+evaluate, state and DDP wrapping; where and how the networks run (device, precision, memory
+format, compilation, CUDA graphs) is ``harmonize.gan.placement``.
 
 A recipe trains two players, each one module: the generators (all of them, one forward makes
 every image of a generator step) and a ``DiscriminatorPair``; one Adam optimizer and one
@@ -42,6 +42,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from harmonize.errors import ConfigError
 from harmonize.gan.layers import DiscriminatorPair, set_requires_grad
 from harmonize.gan.losses import gan_loss
+from harmonize.gan.placement import place_networks
 
 Precision = Literal["bf16", "fp32"]
 Wrap = Callable[[nn.Module], nn.Module]
@@ -135,14 +136,19 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         self.generators, self.discriminators = self._build_networks()
         self._init_weights(self.generators, seed_of(seed, 0))
         self._init_weights(self.discriminators, seed_of(seed, 1))
-        self._place_networks(
+        self.placement = place_networks(
+            self.generators,
+            self.discriminators,
             device=device,
             precision=precision,
             channels_last=channels_last,
             compile=compile,
             cuda_graphs=cuda_graphs,
-            wrap=wrap,
         )
+        self.device, self.cuda_graphs = self.placement.device, cuda_graphs
+        wrap = wrap or (lambda module: module)  # the training views (DDP); the same without
+        self.generators_train = wrap(self.generators)
+        self.discriminators_train = wrap(self.discriminators)
 
         betas = (config.beta1, config.beta2)
         options = {**self._adam_options(), **({"fused": True} if fused_optimizer else {})}
@@ -157,42 +163,6 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         self.scheduler_d = LambdaLR(self.optimizer_d, schedule)
         self._init_random_state(seed, rank)
         self.step = 0
-
-    def _place_networks(
-        self,
-        *,
-        device: torch.device | str,
-        precision: str,
-        channels_last: bool,
-        compile: bool,
-        cuda_graphs: bool,
-        wrap: Wrap | None,
-    ) -> None:
-        """Put the (initialised) generators and discriminators on ``device`` in the memory format,
-        compile them in place when asked (replayed as CUDA graphs with ``cuda_graphs``), and
-        keep their training views ``wrap``-ped (DDP) as ``generators_train`` /
-        ``discriminators_train``."""
-        if precision not in ("bf16", "fp32"):
-            raise ConfigError(f'precision must be "bf16" or "fp32", got "{precision}"')
-        self.device = torch.device(device)
-        if cuda_graphs and not (compile and self.device.type == "cuda"):
-            raise ConfigError(
-                f"cuda_graphs needs compile on and a CUDA device (got compile={compile}, device "
-                f"{self.device}); turn compile on and train on a GPU, or set cuda_graphs off"
-            )
-        self.cuda_graphs = cuda_graphs
-        self.bf16 = precision == "bf16"
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        for pair in (self.generators, self.discriminators):
-            pair.to(self.device)
-            pair.to(memory_format=self.memory_format)  # type: ignore[call-overload]
-        if compile:
-            mode = "reduce-overhead" if cuda_graphs else None
-            for net in (*self.generators.children(), *self.discriminators.children()):
-                net.compile(mode=mode)
-        wrap = wrap or (lambda module: module)
-        self.generators_train = wrap(self.generators)
-        self.discriminators_train = wrap(self.discriminators)
 
     # -- the training step -------------------------------------------------------------------------
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
@@ -301,12 +271,10 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
         return {name: float(losses[name]) for name in self.loss_names}
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        return images.to(self.device, non_blocking=True).contiguous(
-            memory_format=self.memory_format
-        )
+        return self.placement.prepare(images)
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        return self.placement.autocast()
 
     # -- the method's hooks ------------------------------------------------------------------------
     def _build_networks(self) -> tuple[nn.Module, DiscriminatorPair]:

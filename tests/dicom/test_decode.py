@@ -10,6 +10,7 @@ from bad_inputs import (
     altered,
     build_dataset,
     corrupt_length,
+    mixed_batch,
     multiframe_image,
     part2_image,
     rgb_image,
@@ -20,10 +21,17 @@ from pydicom.uid import (
     JPEG2000Lossless,
 )
 
-from harmonize.dicom.decode import decode_dicom
+from harmonize.dicom.decode import DecodedImage, decode_dicom, decode_dicom_batch
 from harmonize.errors import DicomError
 
-from dicom_samples import data_path, make_image, random_values, read_testdata, reference_display
+from dicom_samples import (
+    data_path,
+    make_image,
+    random_values,
+    read_testdata,
+    reference_display,
+    same_message,
+)
 
 # --------------------------------------------------------------------------------------------
 # Decoding real CR chest radiographs
@@ -147,3 +155,26 @@ def test_the_pixel_limit_is_checked_before_decoding() -> None:
 def test_a_syntax_no_decoder_handles_says_to_convert_the_file():
     with pytest.raises(DicomError, match="pydicom has no decoder for it; convert the file"):
         decode_dicom(part2_image())
+
+
+# --------------------------------------------------------------------------------------------
+# A batch
+
+
+def test_a_batch_decodes_each_object_as_decode_dicom_does_and_keeps_errors_to_their_own():
+    batch = mixed_batch()
+    entries = decode_dicom_batch(list(batch.values()))
+    assert len(entries) == len(batch)
+    failed = []
+    for (name, data), entry in zip(batch.items(), entries, strict=True):
+        try:
+            alone = decode_dicom(data)
+        except DicomError as err:
+            assert isinstance(entry, DicomError) and same_message(entry, err), name
+            failed.append(name)
+            continue
+        assert isinstance(entry, DecodedImage), name
+        np.testing.assert_array_equal(entry.pixels, alone.pixels)
+        assert (entry.meta, entry.decoder) == (alone.meta, alone.decoder)
+    assert failed == ["corrupt-j2k", "truncated", "report"]
+    assert decode_dicom_batch([]) == []

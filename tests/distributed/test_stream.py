@@ -1,6 +1,6 @@
 """The Ray Data executor: the same rows and derived images as the local one (CPU tasks and an
-actor pool), on real S3 with errors and a re-run, neural methods in both modes, the classifier's
-scores and the model check on both executors."""
+actor pool, with GPU decode in the actors too), on real S3 with errors and a re-run, neural
+methods in both modes, the classifier's scores and the model check on both executors."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ import pandas as pd
 import psutil
 import pydicom
 import pytest
+from pydicom.uid import JPEG2000Lossless
 
 from harmonize.classifier.model import load_classifier
 from harmonize.dicom.decode import decode_dicom
+from harmonize.dicom.deidentify import DeidentifyOptions, pseudonymous_uid
 from harmonize.distributed.stream import (
     RayStreamExecutor,
     _decode_batch,
@@ -29,11 +31,13 @@ from harmonize.distributed.stream import (
 from harmonize.errors import ConfigError
 from harmonize.io.manifest import read_manifest
 from harmonize.io.storage import Storage
+from harmonize.models.registry import load_model
 from harmonize.run.local import LocalExecutor
 from harmonize.run.plan import new_row
 from harmonize.run.spec import RunSpec
+from harmonize.run.stages import read_and_decode_batch
 
-from conftest import SOURCE, run_archive
+from conftest import SOURCE, TARGET, run_archive
 
 
 def _manifest(out: Path | str, storage: Storage | None = None) -> pd.DataFrame:
@@ -44,6 +48,8 @@ def test_make_executor_turns_the_command_line_choice_into_an_executor() -> None:
     assert isinstance(make_executor("local", actors=3), LocalExecutor)
     stream = make_executor("ray", address="ray://head:10001", actors=2, batch_size=4)
     assert stream == RayStreamExecutor("ray://head:10001", 2, 4)
+    assert make_executor("ray", gpu_decode=False).gpu_decode is False
+    assert make_executor("local", batch_size=3).batch_size == 3
     assert (stream.name, make_executor("local").name) == ("ray", "local")
     with pytest.raises(ConfigError, match='executor must be "ray" or "local", got "dask"'):
         make_executor("dask")
@@ -67,6 +73,85 @@ def test_ray_stream_matches_the_local_run(
     for a, b in zip(ray_df.out_uri, local_df.out_uri, strict=True):  # same derived image
         da, db = (pydicom.dcmread(u) for u in (a, b))
         assert da.SOPInstanceUID == db.SOPInstanceUID and da.PixelData == db.PixelData
+
+
+def _j2k_input(archive: Path, folder: Path, n: int, native: int = 0) -> Path:
+    """Under ``folder``: ``n`` JPEG 2000 lossless images (the archive's target site's),
+    ``native`` uncompressed ones (its source site's, RLE there) and one bad object."""
+    folder.mkdir(parents=True)
+    for index, path in enumerate(sorted((archive / TARGET).glob("*.dcm"))[:n]):
+        shutil.copyfile(path, folder / f"j2k-{index}.dcm")
+    for index, path in enumerate(sorted((archive / SOURCE).glob("*.dcm"))[:native]):
+        ds = pydicom.dcmread(path)
+        ds.decompress()
+        ds.save_as(folder / f"native-{index}.dcm", enforce_file_format=True)
+    (folder / "zz-bad.dcm").write_bytes(b"\x00" * 200)
+    return folder
+
+
+@pytest.mark.slow
+def test_gpu_decode_in_the_actors_gives_the_rows_of_the_local_run(
+    archive, histogram_model, ray_session, tmp_path
+) -> None:
+    """JPEG 2000 objects decoded in the harmonize actor (on its CPU here: no nvImageCodec) end
+    as the local run's rows, the bad object's error included."""
+    inp = _j2k_input(archive, tmp_path / "in", 4)
+    stream = RayStreamExecutor(batch_size=2, actors=1, gpu_decode=True)
+    summaries = [
+        run_archive(archive, histogram_model, tmp_path / name, executor, input_uri=str(inp))
+        for name, executor in (("ray", stream), ("local", LocalExecutor()))
+    ]
+    assert [s.counts for s in summaries] == [{"ok": 4, "error": 1}] * 2
+    ray_df, local_df = (
+        _manifest(tmp_path / name).set_index("source_uri").sort_index() for name in ("ray", "local")
+    )
+    assert list(ray_df.index) == list(local_df.index)
+    for column in ("image_id", "status", "error", "decoder", "transfer_syntax", "label"):
+        assert ray_df[column].equals(local_df[column]), column
+    assert set(ray_df.transfer_syntax.dropna()) == {JPEG2000Lossless}
+    np.testing.assert_allclose(ray_df.ssim, local_df.ssim, atol=1e-6)
+    ok = ray_df.status == "ok"
+    for a, b in zip(ray_df.out_uri[ok], local_df.out_uri[ok], strict=True):  # same derived image
+        da, db = (pydicom.dcmread(u) for u in (a, b))
+        assert da.SOPInstanceUID == db.SOPInstanceUID and da.PixelData == db.PixelData
+
+
+def test_the_cpu_stage_leaves_objects_a_gpu_decodes_to_the_harmonize_stage(
+    archive, histogram_model, tmp_path
+) -> None:
+    """With GPU decode the CPU stage decodes only the native objects (and the bad one, into its
+    error); the JPEG 2000 ones go on as their bytes, and the harmonize stage decodes them into
+    the rows, pseudonymous image ids included, that decoding them all at once gives."""
+    inp = _j2k_input(archive, tmp_path / "in", 2, native=1)
+    spec = RunSpec(
+        input_uri=str(inp),
+        out_uri=str(tmp_path / "out"),
+        method="histogram",
+        model_uri=histogram_model,
+        model_hash=load_model(histogram_model).model_hash,
+        run_id="r",
+        deidentify=(options := DeidentifyOptions("a secret of at least sixteen characters")),
+    )
+
+    def todo() -> list[dict]:
+        return [new_row(spec, str(p), "e", p.stat().st_size, SOURCE) for p in sorted(inp.iterdir())]
+
+    decoded = _decode_batch(_table(todo()), spec, Storage(), leave_to_gpu=True).to_pylist()
+    assert [r["decoder"] for r in decoded] == [None, None, "cpu", None]
+    assert [r["status"] for r in decoded] == ["ok", "ok", "ok", "error"]
+    assert [r["pixels"][128:132] for r in decoded[:2]] == [b"DICM", b"DICM"]  # the objects
+    assert decoded[3]["error"].startswith("decode: not a DICOM file")
+    harmonized = _harmonize_batch(_table(decoded), spec, Storage()).to_pylist()
+    assert [r["decoder"] for r in harmonized] == ["cpu", "cpu", "cpu", None]
+    at_once = read_and_decode_batch(todo(), spec, Storage())
+    assert [r["image_id"] for r in harmonized] == [r["image_id"] for r in at_once]
+    pseudonyms = [
+        pseudonymous_uid(decode_dicom(p.read_bytes()).meta.sop_instance_uid, options)
+        for p in sorted(inp.iterdir())[:3]
+    ]
+    assert [r["image_id"] for r in harmonized[:3]] == pseudonyms  # de-identified exactly once
+    for row, alone in zip(harmonized[:3], at_once[:3], strict=True):
+        assert row["ssim"] is not None and row["header"] == alone["header"]
 
 
 @pytest.mark.slow

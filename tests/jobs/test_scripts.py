@@ -61,6 +61,10 @@ def test_job_scripts_help_and_dry_run() -> None:
             "out: o\nmethods: [{method: histogram, model: m}]\nrun: {actors: 0}\n",
             "job run actors must be an integer >= 1, got 0",
         ),
+        (
+            "out: o\nmethods: [{method: histogram, model: m}]\nrun: {gpu_decode: maybe}\n",
+            "job run gpu_decode must be true or false, got 'maybe'",
+        ),
         ("out: o\nmethods: []\n", "job methods must be a list of runs, got []"),
         ("out: o\nmethods: [{method: histogram, model: m}]\n", "the job needs archive"),
     ],
@@ -122,6 +126,7 @@ def test_example_configs_load() -> None:
     nightly = load_job(str(REPO / "jobs" / "configs" / "nightly.yaml"), Storage())
     assert [m.name for m in nightly.methods] == ["histogram", "cyclegan-curve"]
     assert nightly.run.executor == "ray" and nightly.archive
+    assert nightly.run.gpu_decode is None  # auto: the actors decode when they hold GPUs
     # Without a mode an entry takes its method's default: the method guide's curve for a GAN.
     assert MethodRun("cyclegan", "m").mode == "curve"
     assert MethodRun("histogram", "m").mode == "direct"

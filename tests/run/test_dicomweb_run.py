@@ -20,6 +20,7 @@ import yaml
 from harmonize.io import dicomweb
 from harmonize.io.manifest import read_manifest
 from harmonize.io.storage import Storage
+from harmonize.run.local import LocalExecutor
 from harmonize.run.spec import ExitCode
 
 from conftest import SOURCE, TARGET, run_archive, run_cli
@@ -169,10 +170,11 @@ def test_a_pacs_killed_mid_run_leaves_transient_rows_the_rerun_completes(
     out = tmp_path / "out"
     store = Storage(retry_seconds=1.0)
 
-    def run():
+    def run():  # batches of 2: the PACS dies while later batches are still to be read
         return run_archive(
-            archive, histogram_model, out, input_uri=pacs.root, storage=store, labels_uri=None
-        )
+            archive, histogram_model, out, LocalExecutor(batch_size=2), input_uri=pacs.root,
+            storage=store, labels_uri=None,
+        )  # fmt: skip
 
     outage = Outage(pacs, out)
     first = run()

@@ -1,10 +1,13 @@
 """The one-process executor end to end on a local folder: one ok row and one derived image per
 object; the manifest's SSIM equals scikit-image's on the same images; the histogram moves to the
-target site; neural methods in both modes."""
+target site; neural methods in both modes; batches give the rows one object at a time gives."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +18,7 @@ from harmonize.dicom.decode import decode_dicom
 from harmonize.io.manifest import read_manifest
 from harmonize.metrics.histogram import intensity_histogram, wasserstein_1d
 from harmonize.models.registry import load_model
+from harmonize.run.local import LocalExecutor
 
 from conftest import SOURCE, TARGET, run_archive
 
@@ -94,3 +98,40 @@ def test_local_run_in_each_mode(archive, cyclegan_model, tmp_path, mode) -> None
     if mode == "curve":  # a monotone curve: the order of pixel values is kept
         order = np.argsort(before, axis=None, kind="stable")
         assert np.all(np.diff(after.ravel()[order]) >= 0)
+
+
+class _Recording(LocalExecutor):
+    """The local executor, recording the order of the rows it is given and of those it yields."""
+
+    def rows(self, todo, spec, storage) -> Iterator[dict[str, Any]]:
+        self.given, self.yielded = [r["source_uri"] for r in todo], []
+        for row in super().rows(todo, spec, storage):
+            self.yielded.append(row["source_uri"])
+            yield row
+
+
+def test_batches_give_the_rows_of_one_object_at_a_time(archive, histogram_model, tmp_path) -> None:
+    """Seven objects, one bad, in batches of 3 (the last one short) and of 1: the same rows
+    (timings and processed_at aside), yielded in the order given, one per object."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for path in sorted((archive / SOURCE).glob("*.dcm"))[:6]:
+        shutil.copyfile(path, inp / path.name)
+    (inp / "bad.dcm").write_bytes(b"\x00" * 200)
+
+    def rows(batch_size: int) -> pd.DataFrame:
+        out = tmp_path / f"out-{batch_size}"
+        executor = _Recording(batch_size=batch_size)
+        summary = run_archive(
+            archive, histogram_model, out, executor, input_uri=str(inp), run_id="same"
+        )
+        assert summary.counts == {"ok": 6, "error": 1}
+        assert executor.yielded == executor.given and len(executor.given) == 7
+        df = _manifest(out).sort_values("source_uri", ignore_index=True)
+        df["out_uri"] = df.out_uri.str.removeprefix(str(out))
+        return df.drop(columns=[c for c in df.columns if c.endswith("_s") or c == "processed_at"])
+
+    batched, alone = rows(3), rows(1)
+    assert len(batched) == 7 and batched.source_uri.is_unique  # count in = count out
+    assert batched.error.dropna().str.startswith("decode: not a DICOM file").all()
+    pd.testing.assert_frame_equal(batched, alone)

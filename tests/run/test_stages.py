@@ -1,6 +1,7 @@
-"""The per-object stages: original and harmonized images scored in one call per batch, each
-score on its own row; a scorer failure on one image makes only that row an error; a row keeps
-its first error; the stages' model is the one the run planned with."""
+"""The per-object stages: a batch's objects read and decoded in one decode call, each error its
+own row's; original and harmonized images scored in one call per batch, each score on its own
+row; a scorer failure on one image makes only that row an error; a row keeps its first error;
+the stages' model is the one the run planned with."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from harmonize.dicom.decode import decode_dicom
 from harmonize.errors import DicomError, ModelError, StorageError
 from harmonize.io.storage import Storage
 from harmonize.models.registry import create_harmonizer, load_model
@@ -22,7 +24,10 @@ from harmonize.run.stages import (
     harmonize_and_measure_batch,
     load_checked,
     mark_failed,
+    read_and_decode_batch,
 )
+
+from dicom_samples import make_image, random_values
 
 rng = np.random.default_rng(0)
 
@@ -163,3 +168,21 @@ def test_an_image_smaller_than_the_ssim_window_is_harmonized_with_ssim_left_empt
     assert np.isfinite(out[0]["psnr_truth"]) and out[0]["score_out"] is not None
     assert out[1]["ssim"] is not None and out[1]["ssim_truth"] is not None
     assert out[1].get("notes") is None
+
+
+def test_a_batch_is_read_and_decoded_each_error_on_its_own_row(tmp_path) -> None:
+    files = {"a.dcm": make_image(random_values(12, False), 12), "bad.dcm": b"\x00" * 200}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    spec = RunSpec("in", "out", "histogram", "model", "0" * 16, "r")
+    failed = mark_failed({"status": "ok", "source_uri": "x"}, "list", ValueError("first"))
+    uris = [tmp_path / "a.dcm", tmp_path / "missing.dcm", tmp_path / "bad.dcm"]
+    rows = [{"status": "ok", "source_uri": str(u), "truth_uri": None} for u in uris]
+    out = read_and_decode_batch([*rows, failed], spec, Storage())
+    assert [r["status"] for r in out] == ["ok", "error", "error", "error"]
+    assert out[1]["error"].startswith("read: ") and out[1].get("decode_s") is None
+    assert out[2]["error"].startswith("decode: not a DICOM file") and out[2]["decode_s"] >= 0
+    assert out[3]["error"].startswith("list: ValueError: first")  # its first error
+    image = decode_dicom(files["a.dcm"])
+    assert out[0]["image_id"] == image.meta.sop_instance_uid and out[0]["decoder"] == "cpu"
+    assert out[0]["pixels"] == image.pixels.tobytes() and out[0]["decode_s"] > 0
