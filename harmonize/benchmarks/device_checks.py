@@ -50,7 +50,7 @@ def run_checks(plan: Plan, section: Section, echo: Callable[[str], Any]) -> None
             capture_output=True,
             text=True,
             timeout=max(left, 1.0),
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])},
+            env={**os.environ, "PYTHONPATH": _pythonpath()},
         )
     except subprocess.TimeoutExpired:
         section.missing("GPU tests", f"not done within the section's remaining {left:.0f} s")
@@ -73,6 +73,13 @@ def run_checks(plan: Plan, section: Section, echo: Callable[[str], Any]) -> None
     if bad:
         section.details["failed_output"] = done.stdout[-2000:]
     echo(f"  checks: {ran - bad} of {ran} tests passed, {counts['skipped']} skipped")
+
+
+def _pythonpath() -> str:
+    """The checkout and its tests first, then what this process was given (on a bare GPU
+    machine, the folder the wheels were installed into)."""
+    given = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join([str(ROOT), str(ROOT / "tests"), *given])
 
 
 def _counts(report: Path) -> dict[str, int] | None:
