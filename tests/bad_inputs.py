@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-import imagecodecs
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -91,6 +90,8 @@ def jpeg_image(source: bytes, syntax: str) -> bytes:
     if syntax == JPEGLSLossless:
         ds.compress(syntax, encoding_plugin="pyjpegls")
         return _saved(ds)
+    import imagecodecs  # here: the GPU machine's checks import this module without it
+
     bits = int(ds.BitsStored)
     options = {"lossless": True, "predictor": 1} if syntax == JPEGLosslessSV1 else {"level": 90}
     frame = imagecodecs.jpeg8_encode(ds.pixel_array, bitspersample=bits, **options)
