@@ -124,27 +124,36 @@ def test_train_histogram_takes_its_target_from_a_pacs(pacs, archive, tmp_path, c
     assert "on 8 target images" in captured.out + captured.err
 
 
+@pytest.mark.parametrize("executor", ["local", "ray"])
 def test_the_job_with_since_days_lists_only_recent_studies(
-    pacs, archive, histogram_model, tmp_path
+    pacs, archive, histogram_model, tmp_path, executor: str
 ) -> None:
+    # On Ray the objects are read and the derived image stored by Ray workers: a local Ray
+    # started by the job inherits the PACS credentials from its environment, as a cluster's
+    # nodes must have them in theirs.
     _upload_source(pacs, archive)  # studies of 2019-2020
-    pacs.upload(_new_study(archive, f"{date.today():%Y%m%d}"))
+    new = _new_study(archive, f"{date.today():%Y%m%d}")
+    pacs.upload(new)
     config = tmp_path / "job.yaml"
     job = {
         "archive": pacs.root,
         "since_days": 2,
         "out": str(tmp_path / "out"),
+        "store_derived": pacs.root,
         "methods": [{"name": "histogram", "method": "histogram", "model": histogram_model}],
-        "run": {"executor": "local"},
+        "run": {"executor": executor},
     }
     config.write_text(yaml.safe_dump(job))
     done = subprocess.run(
         [sys.executable, str(REPO / "jobs" / "run.py"), "--config", str(config)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=150,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     rows = read_manifest(str(tmp_path / "out" / "runs" / "histogram")).to_pandas()
-    assert len(rows) == 1 and (rows.status == "ok").all()
+    assert len(rows) == 1 and (rows.status == "ok").all(), rows.error.tolist()
+    uid = pydicom.dcmread(io.BytesIO(new)).SOPInstanceUID
+    derived = pydicom.dcmread(io.BytesIO(Storage().read(rows.out_uri[0])))  # back in the PACS
+    assert rows.image_id[0] == derived.SourceImageSequence[0].ReferencedSOPInstanceUID == uid
     assert pacs.password not in done.stdout + done.stderr
 
 
