@@ -4,6 +4,7 @@ and the exit codes of `harmonize run`."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -81,17 +82,27 @@ class RunSpec:
         key = json.dumps(parts)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def out_uri_for(self, source_uri: str) -> str:
+    def out_uri_for(self, source_uri: str, derived: bytes = b"") -> str:
         """Where the derived image of ``source_uri`` goes: OUT/images/<method>/<pixels>/<rel>,
         ``rel`` its path under the input prefix made safe (``harmonize.io.keys``: whatever the
         object is called, the output stays under OUT); a DICOMweb instance's path is
         ``studies/<study>/series/<series>/instances/<sop>.dcm``. (With ``store_uri`` the
-        derived image goes to the PACS instead: ``harmonize.io.dicomweb.instance_uri_of``.)"""
+        derived image goes to the PACS instead: ``harmonize.io.dicomweb.instance_uri_of``.)
+
+        A de-identified run does not keep the input's path, whose folder and file names often
+        hold patient names or IDs: ``rel`` is ``<study>/<series>/<sop>.dcm`` from the UIDs of
+        the ``derived`` file itself (pseudonyms)."""
+        base = join(self.out_uri, "images", self.method, self.pixels_hash)
+        if self.deidentify is not None:
+            import pydicom
+
+            ds = pydicom.dcmread(io.BytesIO(derived), stop_before_pixels=True)
+            uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, f"{ds.SOPInstanceUID}.dcm")
+            return join(base, *uids)
         rel = relative_path(self.input_uri, source_uri)
         if dicomweb.is_dicomweb(source_uri):
             rel += ".dcm"
-        rel = safe_key(rel)
-        return join(self.out_uri, "images", self.method, self.pixels_hash, rel)
+        return join(base, safe_key(rel))
 
     def as_dict(self) -> dict[str, Any]:
         """The spec's fields and hashes; de-identification as its key (the secret's fingerprint

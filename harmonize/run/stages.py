@@ -368,7 +368,7 @@ def _write(row: dict[str, Any], spec: RunSpec, storage: Storage) -> None:
     if spec.store_uri is not None:  # into a PACS, named by the derived instance's own UIDs
         out_uri = instance_uri_of(spec.store_uri, row["header"])
     else:
-        out_uri = spec.out_uri_for(row["source_uri"])
+        out_uri = spec.out_uri_for(row["source_uri"], row["header"])
     storage.write(out_uri, row["header"])
     row["out_uri"] = out_uri
 

@@ -117,6 +117,10 @@ def test_deidentified_run_writes_only_pseudonymous_identifiers(
         derived = pydicom.dcmread(out_uri, stop_before_pixels=True)
         assert derived.SourceImageSequence[0].ReferencedSOPInstanceUID == image_id
         assert derived.PatientIdentityRemoved == "YES"
+        # named by its own pseudonymous UIDs: no folder or file name of the archive goes along
+        uids = (derived.StudyInstanceUID, derived.SeriesInstanceUID, derived.SOPInstanceUID)
+        assert Path(out_uri).parts[-3:] == (*uids[:2], f"{uids[2]}.dcm")
+        assert not any(Path(p).stem in out_uri for p in sources.values())
     assert not set(df.image_id) & set(sources)
     # the same secret again: every object skipped; another secret: processed again
     assert run() == 0 and len(read_manifest(str(out)).to_pandas()) == len(df)
