@@ -203,6 +203,8 @@ def run_training(plan: Plan, section: Section, echo: Callable[[str], Any]) -> No
                 section.missing(f"{method} {variant.name}", f"{type(err).__name__}: {err}"[:300])
                 continue
             section.details["rows"].append(row)
+            if variant.compile and not row["compile"]:
+                section.missing(f"{method} {variant.name} compiled", "compiling failed: ran eager")
             rates[variant.name] = row["pairs_per_s"]
             section.figure(f"{method} {variant.name} pairs/s", row["pairs_per_s"], "pairs/s")
             section.figure(f"{method} {variant.name} peak memory", row["peak_bytes"] / 2**20, "MiB")

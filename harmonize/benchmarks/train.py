@@ -99,7 +99,9 @@ def measure_variant(variant: Variant) -> dict[str, Any]:
         peak = torch.cuda.max_memory_allocated() - before
     else:  # ru_maxrss is in KiB on Linux; the peak of the whole process, reached after `before`
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    return {**asdict(variant), "pairs_per_s": rate, "peak_bytes": max(peak, 0)}
+    row = {**asdict(variant), "pairs_per_s": rate, "peak_bytes": max(peak, 0)}
+    # Compiling can fail on a machine (training then goes on eagerly): say what really ran.
+    return {**row, "compile": recipe.compiled, "cuda_graphs": recipe.cuda_graphs}
 
 
 def _measure_isolated(variant: Variant) -> dict[str, Any]:

@@ -1,6 +1,10 @@
 """Where and how a GAN recipe's networks run: device, precision, memory format, compilation and
 CUDA graphs (``GanRecipeBase`` calls ``place_networks`` once, after initialising the weights).
 
+A compiled network is only known to compile at its first call: ``first_compiled_call`` runs the
+first step so that a compiler that cannot work here (no C++ compiler, no Triton, an operator
+inductor cannot lower) costs a warning and an eager run, never the run.
+
 Example::
 
     placement = place_networks(generators, discriminators, device="cuda", precision="bf16",
@@ -11,12 +15,19 @@ Example::
 
 from __future__ import annotations
 
+import copy
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from harmonize.errors import ConfigError
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,3 +78,40 @@ def place_networks(
             for net in module.children():
                 net.compile(mode=mode)
     return Placement(placed, precision == "bf16", memory_format, cuda_graphs)
+
+
+def compile_failed(err: BaseException) -> bool:
+    """Whether ``err`` says that torch.compile could not compile (rather than that the model's
+    own code failed, which it would eagerly too)."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor.exc import CppCompileError, InvalidCxxCompiler
+
+    return isinstance(err, TorchDynamoException | CppCompileError | InvalidCxxCompiler)
+
+
+def first_compiled_call(
+    call: Callable[[], T], modules: Sequence[nn.Module], stateful: Any
+) -> tuple[T, bool]:
+    """``call()`` (the first step of networks compiled by ``place_networks``) and True; when
+    compiling fails, every network of ``modules`` is returned to eager execution,
+    ``stateful`` (a recipe: ``state_dict`` / ``load_state_dict``) gets back the state it had
+    before (nothing half-done remains: one player's optimizer may already have stepped), and
+    ``call()`` runs again eagerly (its result and False); the compiler's error goes to the log
+    as a warning."""
+    saved = copy.deepcopy(stateful.state_dict())
+    try:
+        return call(), True
+    except Exception as err:
+        if not compile_failed(err):
+            raise
+        logger.warning(
+            "torch.compile could not compile the networks here (%s); training goes on without "
+            "compiling (set compile: false to skip the attempt)",
+            " ".join(str(err).split())[:300],
+            exc_info=True,
+        )
+    for module in modules:
+        for net in module.children():
+            net._compiled_call_impl = None  # what Module.compile set: back to the eager call
+    stateful.load_state_dict(saved)
+    return call(), False

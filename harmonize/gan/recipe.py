@@ -42,7 +42,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from harmonize.errors import ConfigError
 from harmonize.gan.layers import DiscriminatorPair, set_requires_grad
 from harmonize.gan.losses import gan_loss
-from harmonize.gan.placement import place_networks
+from harmonize.gan.placement import first_compiled_call, place_networks
 
 Precision = Literal["bf16", "fp32"]
 Wrap = Callable[[nn.Module], nn.Module]
@@ -146,6 +146,8 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
             cuda_graphs=cuda_graphs,
         )
         self.device, self.cuda_graphs = self.placement.device, cuda_graphs
+        # Whether the networks run compiled; the first step shows whether compiling works here.
+        self._unproven_compile = self.compiled = compile
         wrap = wrap or (lambda module: module)  # the training views (DDP); the same without
         self.generators_train = wrap(self.generators)
         self.discriminators_train = wrap(self.discriminators)
@@ -168,13 +170,19 @@ class GanRecipeBase(Generic[ImagesT, ScoresT]):
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
         """One generator step, one discriminator step, one LR-schedule step; the losses.
 
-        With ``cuda_graphs`` each network's outputs live in memory that the network's next
-        replay overwrites. The step therefore marks its beginning for torch's CUDA-graph trees
-        (the previous step's outputs are dead by then), and nothing a network made outlives
-        its use inside the step: the losses are computed from the outputs before the next
-        replay, the fakes the generator step hands on are copies (``generator_step``), and the
-        image pools keep copies (``ImagePool.query``).
+        With ``cuda_graphs`` a network's outputs live in memory its next replay overwrites, so
+        the step marks its start for torch's CUDA-graph trees and nothing a network made is read
+        after its next replay: the losses are computed first, and the fakes handed on
+        (``generator_step``) and kept by the image pools (``ImagePool.query``) are copies.
         """
+        if self._unproven_compile:  # compiling can fail only now: then on without it
+            self._unproven_compile = False
+            step = lambda: self.train_step(real_a, real_b)  # noqa: E731
+            result, compiled = first_compiled_call(
+                step, (self.generators, self.discriminators), self
+            )
+            self.compiled, self.cuda_graphs = compiled, self.cuda_graphs and compiled
+            return result
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         real_a, real_b = self._prepare(real_a), self._prepare(real_b)
