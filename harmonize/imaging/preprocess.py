@@ -79,20 +79,29 @@ def resize_short_side(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(resized, array.min(), array.max())
 
 
+def crop_offsets(shape: tuple[int, ...], size: int, rng: np.random.Generator) -> tuple[int, int]:
+    """The (top, left) of a ``size`` x ``size`` window at a uniformly random position of an
+    image of ``shape`` (its last two sizes): the draws ``random_crop`` makes.
+
+    Raises:
+        HarmonizeError: the image is smaller than the crop.
+    """
+    height, width = shape[-2:]
+    if size < 1 or size > height or size > width:
+        raise HarmonizeError(
+            f"cannot crop {size}x{size} from an image of {height}x{width}; use a crop size of at "
+            f"most {min(height, width)} or a larger load size"
+        )
+    return int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
+
+
 def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """A ``size`` x ``size`` window of a 2-D image at a uniformly random position (a view).
 
     Raises:
         HarmonizeError: the image is smaller than the crop.
     """
-    height, width = image.shape[-2:]
-    if size < 1 or size > height or size > width:
-        raise HarmonizeError(
-            f"cannot crop {size}x{size} from an image of {height}x{width}; use a crop size of at "
-            f"most {min(height, width)} or a larger load size"
-        )
-    top = int(rng.integers(0, height - size + 1))
-    left = int(rng.integers(0, width - size + 1))
+    top, left = crop_offsets(image.shape, size, rng)
     return image[..., top : top + size, left : left + size]
 
 

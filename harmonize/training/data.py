@@ -27,7 +27,12 @@ import numpy as np
 import torch
 
 from harmonize.errors import ConfigError, HarmonizeError
-from harmonize.imaging.preprocess import from_uint16, random_crop, to_model_range, training_image
+from harmonize.imaging.preprocess import (
+    crop_offsets,
+    from_uint16,
+    to_model_range,
+    training_image,
+)
 from harmonize.io.archive import list_images
 from harmonize.io.storage import Storage
 from harmonize.training.sharded_images import ShardedImages
@@ -139,12 +144,22 @@ class TrainingData:
         independently, of random target images; float32 (B, 1, crop, crop) in [-1, 1]."""
         batches = []
         for images in (self.source, self.target):
-            crops = []
+            # Every draw first (image, window, flip: the order a crop at a time would make
+            # them), then the drawn images read together: from shards, in parallel.
+            draws = []
             for _ in range(batch_size):
-                crop = random_crop(images[int(rng.integers(len(images)))], crop_size, rng)
-                if flip and rng.random() < 0.5:
-                    crop = crop[:, ::-1]
-                crops.append(crop)
+                i = int(rng.integers(len(images)))
+                top, left = crop_offsets(_shape(images, i), crop_size, rng)
+                draws.append((i, top, left, flip and rng.random() < 0.5))
+            picked = [i for i, *_ in draws]
+            if isinstance(images, ShardedImages):
+                pixels = images.fetch(picked)
+            else:
+                pixels = [images[i] for i in picked]
+            crops = []
+            for (_, top, left, flipped), image in zip(draws, pixels, strict=True):
+                crop = image[top : top + crop_size, left : left + crop_size]
+                crops.append(crop[:, ::-1] if flipped else crop)
             levels = np.stack(crops)[:, None]
             batches.append(torch.from_numpy(to_model_range(from_uint16(levels))))
         return batches[0], batches[1]
@@ -184,6 +199,11 @@ class TrainingData:
             index["target_uri"],
             dict(index["unreadable"]),
         )
+
+
+def _shape(images: Sequence[np.ndarray], i: int) -> tuple[int, ...]:
+    """Image ``i``'s shape, without reading it when its shard's footer says it."""
+    return images.shapes[i] if isinstance(images, ShardedImages) else images[i].shape
 
 
 def _site_objects(

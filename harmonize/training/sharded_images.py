@@ -27,12 +27,16 @@ import numpy as np
 
 from harmonize.errors import ConfigError, StorageError
 from harmonize.io.retry import with_retries
-from harmonize.io.storage import Storage
+from harmonize.io.storage import Storage, is_s3
 from harmonize.training.shards import open_shard
 
 DEFAULT_BUFFER_BYTES = 64 * 2**20
 #: How many shards one reader keeps open at once (an open local shard holds a file descriptor).
 MAX_OPEN_SHARDS = 64
+#: Readers one open shard may have, so that a batch's draws from one shard are read at once: on
+#: S3 each read is a ranged GET whose latency, not the CPU, is the cost; a local file's pread
+#: is quick and one reader does.
+S3_READERS_PER_SHARD = 4
 _IO_THREADS = 16  # footers are read in parallel: latency-bound, not CPU-bound
 
 
@@ -77,11 +81,12 @@ class ShardedImages(Sequence[np.ndarray]):
         )
         self._reset()
         for shard, (reader, _) in list(enumerate(opened))[:MAX_OPEN_SHARDS]:
-            self._readers[shard] = (reader, threading.Lock())
+            self._readers[shard] = [(reader, threading.Lock())]
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
-        self._readers: OrderedDict[int, tuple[Any, threading.Lock]] = OrderedDict()
+        # Per open shard, its readers, each read by one thread at a time (its lock).
+        self._readers: OrderedDict[int, list[tuple[Any, threading.Lock]]] = OrderedDict()
         self._buffer: OrderedDict[int, np.ndarray] = OrderedDict()
         self._buffered_bytes = 0
 
@@ -161,14 +166,31 @@ class ShardedImages(Sequence[np.ndarray]):
         self._keep(i, image)
         return image
 
+    def fetch(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """The images at ``indices`` (as ``self[i]`` each), those not in the buffer read in
+        parallel: a batch's draws cost about one read's latency, not one per image (what
+        matters when the shards are on S3 and the accelerator waits)."""
+        n = len(self)
+        with self._lock:
+            missing = sorted({i for i in indices if 0 <= i < n and i not in self._buffer})
+        read: dict[int, np.ndarray] = {}
+        if len(missing) > 1:
+            with ThreadPoolExecutor(min(_IO_THREADS, len(missing))) as pool:
+                read = dict(zip(missing, pool.map(self._read, missing), strict=True))
+            for i, image in read.items():
+                self._keep(i, image)
+        return [read[i] if i in read else self[i] for i in indices]
+
     def _read(self, i: int) -> np.ndarray:
         shard = bisect.bisect_right(self._starts, i) - 1
         row, uri = i - self._starts[shard], self._shard_uris[shard]
-        reader, lock = self._reader(shard)
 
         def read_batch() -> Any:
-            with lock:  # one batch at a time per open file; other shards read in parallel
+            reader, lock = self._reader(shard)  # held: one batch at a time per reader
+            try:
                 return reader.get_batch(row)
+            finally:
+                lock.release()
 
         batch = with_retries(read_batch, "read", uri, budget=self._storage.retry_seconds)
         height, width = self._shapes[i]
@@ -184,16 +206,33 @@ class ShardedImages(Sequence[np.ndarray]):
         return np.frombuffer(pixels, dtype="<u2").reshape(height, width)
 
     def _reader(self, shard: int) -> tuple[Any, threading.Lock]:
+        """A reader of ``shard`` and its lock, acquired: a free one, else a new one while the
+        shard has fewer than its share (``S3_READERS_PER_SHARD`` on S3, else 1), else the first,
+        once free."""
+        uri = self._shard_uris[shard]
         with self._lock:
-            if shard in self._readers:
+            readers = self._readers.get(shard, [])
+            if readers:
                 self._readers.move_to_end(shard)
-                return self._readers[shard]
-        reader, _ = open_shard(self._shard_uris[shard], self._storage)
+            for reader, lock in readers:
+                if lock.acquire(blocking=False):
+                    return reader, lock
+            share = S3_READERS_PER_SHARD if is_s3(uri) else 1
+            if readers and len(readers) >= share:
+                reader, lock = readers[0]
+                opened = None
+            else:
+                opened = lock = threading.Lock()
+                lock.acquire()
+        if opened is None:
+            lock.acquire()
+            return reader, lock
+        reader, _ = open_shard(uri, self._storage)
         with self._lock:
-            opened = self._readers.setdefault(shard, (reader, threading.Lock()))
+            self._readers.setdefault(shard, []).append((reader, lock))
             while len(self._readers) > MAX_OPEN_SHARDS:
                 self._readers.popitem(last=False)
-            return opened
+        return reader, lock
 
     def _keep(self, i: int, image: np.ndarray) -> None:
         if image.nbytes > self.buffer_bytes:

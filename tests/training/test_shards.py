@@ -249,6 +249,12 @@ def test_shards_on_s3_are_built_and_read_back(s3_server) -> None:
     seq = ShardedImages([s.uri for s in summaries], storage)
     assert seq[-1] is seq[-1]
     assert_same_images(pickle.loads(pickle.dumps(seq)), images)
+    # A batch's draws are read together (in parallel), repeats and all, with or without a buffer.
+    for buffer_bytes in (0, 2**20):
+        drawn = ShardedImages([s.uri for s in summaries], storage, buffer_bytes).fetch([4, 0, 4, 2])
+        assert all(np.array_equal(a, images[i]) for a, i in zip(drawn, [4, 0, 4, 2], strict=True))
+    with pytest.raises(IndexError, match="out of range for 5 images"):
+        seq.fetch([1, 5])
     assert seq.keys == [f"k{i}" for i in range(5)]
     np.testing.assert_allclose(seq.histogram(), site_histogram(images), rtol=1e-12)
 
