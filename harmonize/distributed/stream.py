@@ -1,7 +1,7 @@
 """The streaming run on Ray Data: decode on CPU tasks → harmonize + measure → encode/write tasks.
 
-    rows (one per object) ─ read_and_decode ─► harmonize_and_measure (+ scores) ─► encode_and_write
-                                                                       ─► manifest rows (driver)
+    rows (one per object) ─ read_objects + decode_objects ─► harmonize_and_measure_batch
+                          (+ scores) ─► encode_and_write ─► manifest rows (driver)
 
 The stages are the plain functions of ``harmonize.run.stages``; this module only wires them into
 Ray, as an executor with the interface of ``harmonize.run.local.LocalExecutor``. The harmonize

@@ -8,12 +8,14 @@ from typing import Any
 
 from harmonize.errors import ConfigError
 from harmonize.io.storage import Storage
+from harmonize.methods.base import Harmonizer
 from harmonize.run.spec import RunSpec
 from harmonize.run.stages import (
+    Scorer,
     encode_and_write,
-    harmonize_and_measure_batch,
     load_checked,
     mark_failed,
+    process_batch,
     read_and_decode_batch,
 )
 
@@ -28,7 +30,6 @@ class LocalExecutor:
     """
 
     name = "local"
-    batch_size = 8  # also for subclasses (tests' executors) that keep their own __init__
 
     def __init__(self, batch_size: int = 8) -> None:
         if batch_size < 1:
@@ -47,13 +48,15 @@ class LocalExecutor:
         """One finished manifest row per row of ``todo``, in order."""
         batches = (todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size))
         try:
-            harmonizer, classifier = load_checked(spec, storage)
+            harmonizer, classifier = self.load(spec, storage)
         except Exception as err:  # noqa: BLE001 - the rows say why, as on the stream
             for batch in batches:
                 for row in read_and_decode_batch(batch, spec, storage):
                     yield encode_and_write(mark_failed(row, "harmonize", err), spec, storage)
             return
         for batch in batches:
-            decoded = read_and_decode_batch(batch, spec, storage)
-            for row in harmonize_and_measure_batch(decoded, harmonizer, classifier):
-                yield encode_and_write(row, spec, storage)
+            yield from process_batch(batch, harmonizer, spec, storage, classifier)
+
+    def load(self, spec: RunSpec, storage: Storage) -> tuple[Harmonizer, Scorer | None]:
+        """What the stages run with: the run's model and classifier (``load_checked``)."""
+        return load_checked(spec, storage)

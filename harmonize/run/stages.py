@@ -257,11 +257,6 @@ def read_and_decode_batch(
     return decode_objects(read_objects(rows, storage), spec)
 
 
-def read_and_decode(row: dict[str, Any], spec: RunSpec, storage: Storage) -> dict[str, Any]:
-    """Stage 1 (CPU) on one object: the batch of one of `read_and_decode_batch`."""
-    return read_and_decode_batch([row], spec, storage)[0]
-
-
 def pixels_of(row: dict[str, Any], key: str = "pixels") -> np.ndarray:
     return np.frombuffer(row[key], dtype=np.float32).reshape(int(row["rows"]), int(row["cols"]))
 
@@ -328,14 +323,6 @@ def _score_batch(rows: list[dict[str, Any]], classifier: Scorer) -> None:
         row["score_s"] = seconds
 
 
-def harmonize_and_measure(
-    row: dict[str, Any], harmonizer: Harmonizer, classifier: Scorer | None = None
-) -> dict[str, Any]:
-    """Stage 2 (accelerator when present): harmonize, classify original and harmonized (when
-    a classifier is given), then SSIM, histograms and QA flags (``run/qa.py``)."""
-    return harmonize_and_measure_batch([row], harmonizer, classifier)[0]
-
-
 def harmonize_and_measure_batch(
     rows: list[dict[str, Any]], harmonizer: Harmonizer, classifier: Scorer | None = None
 ) -> list[dict[str, Any]]:
@@ -383,14 +370,15 @@ def encode_and_write(row: dict[str, Any], spec: RunSpec, storage: Storage) -> di
     return row
 
 
-def process_object(
-    row: dict[str, Any],
+def process_batch(
+    rows: list[dict[str, Any]],
     harmonizer: Harmonizer,
     spec: RunSpec,
     storage: Storage,
     classifier: Scorer | None = None,
-) -> dict[str, Any]:
-    """All stages for one object in this process (the sequential reference path)."""
-    row = read_and_decode(row, spec, storage)
-    row = harmonize_and_measure(row, harmonizer, classifier)
-    return encode_and_write(row, spec, storage)
+) -> list[dict[str, Any]]:
+    """All stages for a batch of objects in this process (the local executor's path): read and
+    decoded together, harmonized and scored together, then encoded and written one by one."""
+    rows = harmonize_and_measure_batch(read_and_decode_batch(rows, spec, storage), harmonizer,
+                                       classifier)  # fmt: skip
+    return [encode_and_write(row, spec, storage) for row in rows]

@@ -136,6 +136,7 @@ class _Breaking(LocalExecutor):
     """Finishes ``keep`` rows, then fails like a lost cluster (``drop``: or loses a row)."""
 
     def __init__(self, keep: int, drop: bool = False) -> None:
+        super().__init__()
         self.keep, self.drop = keep, drop
 
     def rows(self, todo, spec, storage) -> Iterator[dict[str, Any]]:

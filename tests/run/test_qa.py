@@ -6,10 +6,9 @@ codes, and the report lists exactly them."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +31,7 @@ from harmonize.run.qa import (
     ssim_outliers,
 )
 from harmonize.run.spec import RunSpec
-from harmonize.run.stages import mark_failed, process_object
+from harmonize.run.stages import mark_failed
 
 from conftest import SOURCE, run_archive
 
@@ -162,17 +161,15 @@ class CornerScorer:
 
 
 class PlantedExecutor(LocalExecutor):
-    """The local executor's stages (``process_object``), with the planted harmonizer and the
-    stub classifier instead of the ones the spec names."""
+    """The local executor with the planted harmonizer and the stub classifier instead of the
+    ones the spec names."""
 
     def __init__(self, harmonizer: Harmonizer) -> None:
+        super().__init__()
         self.harmonizer = harmonizer
 
-    def rows(
-        self, todo: list[dict[str, Any]], spec: RunSpec, storage: Storage
-    ) -> Iterator[dict[str, Any]]:
-        for row in todo:
-            yield process_object(row, self.harmonizer, spec, storage, CornerScorer())
+    def load(self, spec: RunSpec, storage: Storage) -> tuple[Harmonizer, CornerScorer]:
+        return self.harmonizer, CornerScorer()
 
 
 @pytest.fixture(scope="module")
