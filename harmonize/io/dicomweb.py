@@ -181,14 +181,18 @@ def with_study_date_since(uri: str, days: int, today: date | None = None) -> str
     return f"{uri}{sep}{urlencode({'StudyDate': f'{since:%Y%m%d}-'})}"
 
 
-def instance_uri_of(root_uri: str, data: bytes) -> str:
-    """The URI under the DICOMweb root ``root_uri`` that the Part-10 file ``data`` gets when
-    stored there (its study, series and SOP Instance UIDs)."""
+def instance_uids(data: bytes) -> tuple[str, str, str]:
+    """The study, series and SOP Instance UIDs of the Part-10 file ``data``."""
     import pydicom
 
     ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    location = parse(strip_query(root_uri))
-    return location.uri(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
+def instance_uri_of(root_uri: str, data: bytes) -> str:
+    """The URI under the DICOMweb root ``root_uri`` that the Part-10 file ``data`` gets when
+    stored there (its study, series and SOP Instance UIDs)."""
+    return parse(strip_query(root_uri)).uri(*instance_uids(data))
 
 
 def _session() -> Any:

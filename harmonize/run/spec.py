@@ -4,7 +4,6 @@ and the exit codes of `harmonize run`."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -94,11 +93,8 @@ class RunSpec:
         the ``derived`` file itself (pseudonyms)."""
         base = join(self.out_uri, "images", self.method, self.pixels_hash)
         if self.deidentify is not None:
-            import pydicom
-
-            ds = pydicom.dcmread(io.BytesIO(derived), stop_before_pixels=True)
-            uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, f"{ds.SOPInstanceUID}.dcm")
-            return join(base, *uids)
+            study, series, sop = dicomweb.instance_uids(derived)
+            return join(base, study, series, f"{sop}.dcm")
         rel = relative_path(self.input_uri, source_uri)
         if dicomweb.is_dicomweb(source_uri):
             rel += ".dcm"
