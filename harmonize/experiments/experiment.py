@@ -60,24 +60,20 @@ class Archives(NamedTuple):
     key: str  # what the archives hold (``Steps.key``): later steps' keys depend on it
 
 
-def _site_folder(site: str) -> str:
-    """The archive folder of a site given by name or YAML path (synth writes OUT/<name>/)."""
-    from harmonize.synth import load_profile
-
-    return load_profile(site).name
-
-
 def _synthesize(
     config: ExperimentConfig, out_uri: str, store: Storage, steps: Steps, progress: bool
 ) -> Archives:
     """The train/ and test/ archives (the target and every source site, labelled; the test
     split's source images also imaged at the target site, the paired truth the runs measure
     against)."""
-    from harmonize.synth import synthesize_archive
+    from harmonize.synth import load_profile, synthesize_archive
 
     uris = {split: join(out_uri, "archive", split) for split in ("train", "test")}
     sites = [config.target_site, *config.source_sites]
-    profiles = [_profile_text(site) for site in sites]
+    # A site given by name or YAML path: its settings (a YAML's edits change the archive) and
+    # its archive folder (synth writes OUT/<name>/).
+    profiles = [load_profile(site) for site in sites]
+    settings = [asdict(profile) for profile in profiles]
     keys = []
     for split, seed, n in (
         ("train", config.seed, config.n_train),
@@ -94,22 +90,12 @@ def _synthesize(
             )  # fmt: skip
 
         shape = (n, seed, config.matrix, config.lesion_strength, config.prevalence, truth)
-        key = steps.key("synth", uris[split], sites, profiles, shape)
+        key = steps.key("synth", uris[split], sites, settings, shape)
         text = f"synthesizing the {split} archive: {n} images per site"
         steps.run(f"synth_{split}", text, key, synthesize)
         keys.append(key)
-    sources = tuple(_site_folder(s) for s in config.source_sites)
-    target = _site_folder(config.target_site)
-    return Archives(uris["train"], uris["test"], target, sources, steps.key(*keys))
-
-
-def _profile_text(site: str) -> str:
-    """A site profile as its settings (a YAML profile's edits change the archive)."""
-    from dataclasses import asdict
-
-    from harmonize.synth import load_profile
-
-    return json.dumps(asdict(load_profile(site)), sort_keys=True, default=str)
+    target, *sources = (profile.name for profile in profiles)
+    return Archives(uris["train"], uris["test"], target, tuple(sources), steps.key(*keys))
 
 
 def _split(config: ExperimentConfig, out_uri: str, store: Storage, steps: Steps) -> Archives:
