@@ -218,16 +218,15 @@ class ShardedImages(Sequence[np.ndarray]):
                 if lock.acquire(blocking=False):
                     return reader, lock
             share = S3_READERS_PER_SHARD if is_s3(uri) else 1
-            if readers and len(readers) >= share:
+            full = len(readers) >= share
+            if full:
                 reader, lock = readers[0]
-                opened = None
-            else:
-                opened = lock = threading.Lock()
-                lock.acquire()
-        if opened is None:
+        if full:  # wait for the first, outside the buffer's lock
             lock.acquire()
             return reader, lock
         reader, _ = open_shard(uri, self._storage)
+        lock = threading.Lock()
+        lock.acquire()
         with self._lock:
             self._readers.setdefault(shard, []).append((reader, lock))
             while len(self._readers) > MAX_OPEN_SHARDS:
