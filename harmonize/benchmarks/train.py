@@ -139,8 +139,22 @@ def run_train_benchmark(
     ]
     methods = [method] if method == BASELINE else [method, BASELINE]
     measure = _measure_isolated if isolate else measure_variant
-    rows = [
-        measure(Variant(m, name, b, crop, precision, gpu, compiled, steps, warmup, gpu, gpu))
+    rows = [  # ``gpu``: the tuning training applies on GPUs (channels-last, fused Adam, cuDNN)
+        measure(
+            Variant(
+                m,
+                name,
+                b,
+                crop,
+                precision,
+                gpu,
+                compiled,
+                steps,
+                warmup,
+                fused_optimizer=gpu,
+                cudnn_benchmark=gpu,
+            )
+        )
         for m in methods
         for name, b, precision, gpu, compiled in configurations
     ]
