@@ -191,6 +191,23 @@ def start_owned_head(echo: Callable[[str], Any] = print) -> str:
     return url
 
 
+def _wait_gone(processes: list[Any], timeout_s: float) -> list[Any]:
+    """Wait up to ``timeout_s`` for ``processes`` to end (a zombie has); those still running."""
+    deadline = time.monotonic() + timeout_s
+
+    def running() -> list[Any]:
+        alive = []
+        for proc in processes:
+            with contextlib.suppress(Exception):  # psutil.NoSuchProcess: gone
+                if proc.is_running() and proc.status() != "zombie":
+                    alive.append(proc)
+        return alive
+
+    while (alive := running()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return alive
+
+
 def stop_owned_head(timeout_s: float = 10.0) -> str | None:
     """Stop the local head harmonize started (only its processes); returns its URL, or None
     when there was none."""
@@ -201,14 +218,11 @@ def stop_owned_head(timeout_s: float = 10.0) -> str | None:
     for proc in processes:
         with contextlib.suppress(Exception):
             proc.terminate()
-    deadline = time.monotonic() + timeout_s
-    while any(p.is_running() and p.status() != "zombie" for p in processes):
-        if time.monotonic() > deadline:
-            for proc in processes:
-                with contextlib.suppress(Exception):
-                    proc.kill()
-            break
-        time.sleep(0.2)
+    alive = _wait_gone(processes, timeout_s)
+    for proc in alive:  # past the grace period: killed, and waited for (a kill is not instant)
+        with contextlib.suppress(Exception):
+            proc.kill()
+    _wait_gone(alive, timeout_s)
     (state_dir() / HEAD_RECORD).unlink(missing_ok=True)
     shutil.rmtree(record["temp_dir"], ignore_errors=True)
     return record["url"]
